@@ -1,0 +1,53 @@
+"""Glue between invoke tasks and the package: expected errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke.exceptions import Exit
+
+from turnout.errors import InputError, TurnoutError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a task body; a TurnoutError prints 'turnout: <message>' and exits with its code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TurnoutError as exc:
+            raise Exit(f"turnout: error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("turnout: interrupted", code=130) from None
+
+    return wrapper
+
+
+def int_option(value: Any, name: str, low: int, high: int) -> int:
+    """Parse a numeric option given on the command line, with a one-line error."""
+    try:
+        number = int(str(value), 10)
+    except ValueError:
+        raise InputError(f"{name} must be a whole number from {low} to {high} "
+                         f"(got {value!r})") from None
+    if not low <= number <= high:
+        raise InputError(f"{name} must be a whole number from {low} to {high} (got {number})")
+    return number
+
+
+def say(message: str) -> None:
+    """Progress line on stderr (stdout stays for reports)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def inventories_root() -> Path:
+    """Where environments live: $TURNOUT_INVENTORIES or <repo>/inventories."""
+    return Path(os.environ.get("TURNOUT_INVENTORIES", REPO_ROOT / "inventories")).resolve()

@@ -1,0 +1,99 @@
+"""turnout's command line: `invoke --list` shows every task, `invoke TASK --help` explains one.
+
+Thin by design: each task checks its arguments and calls the turnout package; expected
+failures print one line and exit 2 (bad input) or 1 (a failed run).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from invoke import Collection, Context, task
+
+from turnout import cli
+from turnout.lab import config as lab_config
+from turnout.lab import fleet
+
+LAB_HELP = {
+    "name": "lab name, 1-4 lowercase letters/digits (default 'lab'; env TURNOUT_LAB_NAME)",
+    "subnet": "private /24 for the lab bridge (default 10.231.0.0/24; env TURNOUT_LAB_SUBNET)",
+}
+
+
+def _lab(name: str | None, subnet: str | None, app_hosts: int | str = 2) -> lab_config.LabConfig:
+    return lab_config.LabConfig(
+        name=name or os.environ.get("TURNOUT_LAB_NAME", lab_config.DEFAULT_NAME),
+        subnet=subnet or os.environ.get("TURNOUT_LAB_SUBNET", lab_config.DEFAULT_SUBNET),
+        app_hosts=cli.int_option(app_hosts, "--app-hosts", 1, lab_config.MAX_APP_HOSTS),
+    )
+
+
+def _lab_inventory(lab: lab_config.LabConfig, inventory: str | None) -> Path:
+    if inventory:
+        return Path(inventory).resolve()
+    return cli.inventories_root() / ("lab" if lab.name == lab_config.DEFAULT_NAME else lab.name)
+
+
+@task(help={**LAB_HELP,
+            "app_hosts": "hosts per pool, 1-10 (default 2)",
+            "inventory": "directory to write hosts.yml into (default inventories/<name>)"})
+@cli.guarded
+def lab_up(c: Context, app_hosts: str = "2", name: str = "", subnet: str = "",
+           inventory: str = "") -> None:
+    """Boot the local lab (lb1 + blue/green app hosts as real systemd hosts); idempotent."""
+    lab = _lab(name, subnet, app_hosts)
+    changed = fleet.up(lab, _lab_inventory(lab, inventory))
+    cli.say("lab: up" + ("" if changed else " (nothing changed)"))
+    _print_status(lab)
+
+
+@task(help=LAB_HELP)
+@cli.guarded
+def lab_down(c: Context, name: str = "", subnet: str = "") -> None:
+    """Stop every lab host and remove its mounts, veths and bridge; keep the base image cache."""
+    lab = _lab(name, subnet)
+    removed = fleet.down(lab)
+    cli.say(f"lab: down ({len(removed)} removed: {', '.join(removed) or 'nothing was up'})")
+
+
+def _print_status(lab: lab_config.LabConfig) -> bool:
+    rows = fleet.status(lab)
+    print(f"{'HOST':<9} {'GROUP':<6} {'ADDRESS':<15} {'RUNNING':<8} {'SSHD':<5} SYSTEMD")
+    for row in rows:
+        print(f"{row.name:<9} {row.group:<6} {row.address:<15} {'yes' if row.running else 'no':<8}"
+              f" {'up' if row.sshd else 'down':<5} {row.systemd}")
+    return all(r.running and r.sshd for r in rows)
+
+
+@task(help=LAB_HELP)
+@cli.guarded
+def lab_status(c: Context, name: str = "", subnet: str = "") -> None:
+    """Show each lab host, its address, and whether systemd and sshd are up (exit 1 if not)."""
+    lab = _lab(name, subnet)
+    fleet.require_root()
+    if not fleet.is_up(lab):
+        cli.say(f"lab '{lab.name}' is not up: start it with 'invoke lab.up'")
+        sys.exit(1)
+    if not _print_status(lab):
+        sys.exit(1)
+
+
+@task(positional=["host"], help={**LAB_HELP, "host": "lab host name, e.g. blue1",
+                                 "command": "run this command instead of a shell"})
+@cli.guarded
+def lab_ssh(c: Context, host: str, command: str = "", name: str = "", subnet: str = "") -> None:
+    """Open an SSH session to a lab host (host key checked against the lab's known_hosts)."""
+    argv = fleet.ssh_argv(_lab(name, subnet), host, command or None)
+    os.execvp(argv[0], argv)
+
+
+lab = Collection("lab")
+lab.add_task(lab_up, "up")
+lab.add_task(lab_down, "down")
+lab.add_task(lab_status, "status")
+lab.add_task(lab_ssh, "ssh")
+
+ns = Collection()
+ns.add_collection(lab)
