@@ -1,0 +1,213 @@
+"""Build and find versioned app artifacts: `app-<version>.tar.gz` plus its `.sha256` file.
+
+Builds are reproducible: the same source, version, variant, notes and SOURCE_DATE_EPOCH give
+a byte-identical archive (sorted entries, fixed mtime, owner 0:0 with empty names, fixed
+modes, gzip header without name or time). An artifact is identified by version and sha256.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import re
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from turnout.errors import InputError
+
+VERSION_RE = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z._+-]{0,63}\Z")  # \Z: no trailing newline
+BROKEN_VARIANTS = ("unhealthy", "wrong-version", "crash", "slow")
+DEFAULT_SOURCE_DATE_EPOCH = 1700000000
+DEFAULT_NOTES = "No release notes."
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+
+_VERSION_RULE = "use letters, digits, '.', '_', '+', '-' (max 64 chars)"
+_FILE_MODE = 0o644
+_DIR_MODE = 0o755
+_CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built artifact on disk: its version, archive path, sha256 (hex) and size in bytes."""
+
+    version: str
+    path: Path
+    sha256: str
+    size: int
+
+
+def validate_version(version: str) -> str:
+    """Return `version` if it is safe as a file name and shell word; else raise InputError."""
+    if not isinstance(version, str):
+        raise InputError(f"invalid version {version!r}: {_VERSION_RULE}")
+    shown = version if len(version) <= 80 else version[:77] + "..."
+    if not VERSION_RE.fullmatch(version):
+        raise InputError(f"invalid version {shown!r}: {_VERSION_RULE}")
+    if ".." in version:
+        raise InputError(f"invalid version {shown!r}: '..' is not allowed; {_VERSION_RULE}")
+    return version
+
+
+def archive_name(version: str) -> str:
+    """File name of the archive for `version`: app-<version>.tar.gz."""
+    return f"app-{validate_version(version)}.tar.gz"
+
+
+def source_date_epoch() -> int:
+    """The archive mtime: SOURCE_DATE_EPOCH if set, else a fixed constant."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return DEFAULT_SOURCE_DATE_EPOCH
+    if not raw.isdigit():
+        raise InputError(
+            f"invalid SOURCE_DATE_EPOCH {raw!r}: use whole seconds since 1970, or unset it"
+        )
+    return int(raw)
+
+
+def release_files(
+    version: str, source_dir: Path, broken: str | None = None, notes: str | None = None
+) -> dict[str, bytes]:
+    """The files of one release (name -> content), read from `source_dir`."""
+    validate_version(version)
+    if broken is not None and broken not in BROKEN_VARIANTS:
+        raise InputError(
+            f"unknown broken variant {broken!r}: use one of {', '.join(BROKEN_VARIANTS)}"
+        )
+    app_py = source_dir / "app.py"
+    if not app_py.is_file():
+        raise InputError(f"no app.py in {source_dir}: point the build at the app source")
+    template_path = source_dir / "RELEASE_NOTES.md"
+    template = (
+        template_path.read_text(encoding="utf-8")
+        if template_path.is_file()
+        else "# app {version}\n\n{notes}\n"
+    )
+    notes_text = notes.strip() if notes and notes.strip() else DEFAULT_NOTES
+    release_notes = template.replace("{version}", version).replace("{notes}", notes_text)
+    files = {
+        "app.py": app_py.read_bytes(),
+        "VERSION": f"{version}\n".encode(),
+        "RELEASE_NOTES.md": release_notes.encode("utf-8"),
+    }
+    if broken is not None:
+        files["BROKEN"] = f"{broken}\n".encode()
+    return files
+
+
+def _tar_info(name: str, mtime: int, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
+    """A tar header with fixed owner, mode and mtime."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = _DIR_MODE if directory else _FILE_MODE
+    info.size = size
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def archive_bytes(version: str, files: dict[str, bytes], mtime: int) -> bytes:
+    """A deterministic .tar.gz holding `app-<version>/` and `files` in sorted order."""
+    top = f"app-{validate_version(version)}"
+    raw = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        tar.addfile(_tar_info(top, mtime, directory=True))
+        for name in sorted(files):
+            content = files[name]
+            tar.addfile(_tar_info(f"{top}/{name}", mtime, len(content)), io.BytesIO(content))
+    return raw.getvalue()
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Write `content` to `path` via a temp file in the same directory and os.replace."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(content)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, _FILE_MODE)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def build(
+    version: str,
+    out_dir: Path,
+    source_dir: Path,
+    broken: str | None = None,
+    notes: str | None = None,
+) -> Artifact:
+    """Build `out_dir/app-<version>.tar.gz` and its `.sha256` file; return the Artifact.
+
+    `broken` names a deliberately broken variant for tests (see BROKEN_VARIANTS); the
+    version inside stays `version`. `notes` fills the release-notes template.
+    """
+    files = release_files(version, Path(source_dir), broken=broken, notes=notes)
+    content = archive_bytes(version, files, source_date_epoch())
+    digest = hashlib.sha256(content).hexdigest()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / archive_name(version)
+    _write_atomically(path, content)
+    _write_atomically(sha256_path(path), f"{digest}  {path.name}\n".encode())
+    return Artifact(version=version, path=path, sha256=digest, size=len(content))
+
+
+def sha256_path(archive: Path) -> Path:
+    """The checksum file beside `archive`: <archive>.sha256."""
+    return archive.with_name(archive.name + ".sha256")
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 (lowercase hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_sha256_file(path: Path) -> str:
+    """The checksum (lowercase hex) from a sha256sum-style file `<hex>  <name>`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}; rebuild the artifact") from None
+    words = text.split(maxsplit=1)
+    recorded = words[0] if words else ""
+    if not SHA256_RE.fullmatch(recorded):
+        raise InputError(f"{path} is not a sha256 file ('<64 hex>  <name>'): rebuild the artifact")
+    return recorded.lower()
+
+
+def find_artifact(version: str, dist_dir: Path) -> Artifact:
+    """The built artifact for `version` in `dist_dir`, checked against its sha256 file."""
+    validate_version(version)
+    rebuild = f"'invoke build --version {version}'"
+    path = Path(dist_dir) / archive_name(version)
+    if not path.is_file():
+        raise InputError(
+            f"no artifact for version {version} in {dist_dir}/: build it with {rebuild}"
+        )
+    checksum_file = sha256_path(path)
+    if not checksum_file.is_file():
+        raise InputError(f"artifact {path} has no {checksum_file.name}: rebuild it with {rebuild}")
+    recorded = read_sha256_file(checksum_file)
+    actual = sha256_of(path)
+    if actual != recorded:
+        raise InputError(
+            f"artifact {path} does not match its sha256 file: rebuild it with {rebuild}"
+        )
+    return Artifact(version=version, path=path, sha256=actual, size=path.stat().st_size)
