@@ -1,0 +1,60 @@
+# turnout — `make demo` and `make test` do all set-up on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -1d /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
+VENV := .venv
+BIN := $(VENV)/bin
+INVOKE := $(BIN)/invoke
+APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help deps apt venv demo test unit integration lint molecule bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: apt venv ## install system packages and the virtualenv (from requirements.lock)
+
+apt: ## install the Debian packages the lab and tests need
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed ## create .venv from requirements.lock
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "python3.12 not found: install it (pyenv install 3.12)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+demo: deps ## boot the lab, provision it, deploy two versions, roll back once, print the report
+	$(INVOKE) lab.up
+	$(INVOKE) build --version 1.0.0 --notes "First release."
+	$(INVOKE) build --version 1.1.0 --notes "Second release."
+	$(INVOKE) provision --env lab
+	$(INVOKE) deploy --env lab --version 1.0.0
+	$(INVOKE) deploy --env lab --version 1.1.0
+	$(INVOKE) rollback --env lab
+	$(INVOKE) deploy --env lab --version 1.1.0
+	$(INVOKE) report --env lab
+
+test: deps ## the whole suite: unit, lab integration and end-to-end deploys
+	$(BIN)/python -m pytest tests
+
+unit: venv ## unit tests only (seconds, no root needed)
+	$(BIN)/python -m pytest tests/unit
+
+integration: deps ## lab integration and e2e tests only
+	$(BIN)/python -m pytest tests/integration tests/e2e
+
+lint: venv ## ruff, yamllint and ansible-lint (production profile)
+	$(BIN)/ruff check src tests tasks.py plugins
+
+clean: ## stop the lab (keeps the cached base image)
+	-$(INVOKE) lab.down
