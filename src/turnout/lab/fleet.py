@@ -393,7 +393,7 @@ def down(config: LabConfig, log=sys.stderr) -> list[str]:
     if inventory_file and Path(inventory_file).is_file():
         Path(inventory_file).unlink()
     shutil.rmtree(config.state_dir, ignore_errors=True)
-    others = [p for p in config.state_root.glob("*/state.json")] if config.state_root.is_dir() else []
+    others = list(config.state_root.glob("*/state.json")) if config.state_root.is_dir() else []
     if state.get("nspawn_tmpfs") and not others and _is_mountpoint(NSPAWN_RUNTIME):
         _run(["umount", str(NSPAWN_RUNTIME)], check=False)
     return removed
