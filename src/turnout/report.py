@@ -1,17 +1,21 @@
 """The deployed-version report: manifest + host release files + load balancer, and drift.
 
 Pure: callers gather the facts (``inspect.yml``, the HAProxy Runtime API) and pass them in;
-this module compares the three sources of truth and renders the result as a table, JSON or a
-self-contained HTML page. Any disagreement is drift, and ``has_drift`` makes it an exit code.
+this module compares the three sources of truth and renders the result as a table, JSON, a
+self-contained HTML page, JUnit XML (smoke results and drift, for CI servers) or Prometheus
+textfile metrics. Any disagreement is drift, and ``has_drift`` makes it an exit code.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from turnout.manifest import POOLS
@@ -405,3 +409,280 @@ def render_html(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) 
         "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------ JUnit XML
+
+JUNIT_SUITE_PREFIX = "turnout.smoke"
+# Characters XML 1.0 cannot carry at all (escaping does not help): replaced, never emitted.
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: Any) -> str:
+    """``value`` as text that is valid anywhere in an XML 1.0 document once ET escapes it."""
+    return _XML_INVALID.sub("\ufffd", "" if value is None else str(value))
+
+
+def _xml_timestamp(value: Any) -> str | None:
+    """``2026-11-22T14:00:12Z`` -> ``2026-11-22T14:00:12`` (the JUnit XSD's zone-less form)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass(frozen=True)
+class SmokeRecord:
+    """A host's latest smoke result and the run that produced it."""
+
+    host: str
+    pool: str | None
+    result: Mapping[str, Any]
+    run_id: str | None
+    at: str | None
+
+
+def latest_smoke(manifest: Mapping[str, Any]) -> dict[str, SmokeRecord]:
+    """host -> its latest smoke result: the last history entry's ``smoke``, else the pools'."""
+    latest: dict[str, SmokeRecord] = {}
+    for pool in POOLS:
+        hosts = ((manifest.get("pools") or {}).get(pool) or {}).get("hosts") or {}
+        for host, entry in hosts.items():
+            smoke = (entry or {}).get("smoke")
+            if isinstance(smoke, Mapping):
+                latest[host] = SmokeRecord(host, pool, smoke, entry.get("run_id"),
+                                           entry.get("deployed_at"))
+    history = manifest.get("history") or []
+    if history:
+        last = history[-1]
+        for host, smoke in (last.get("smoke") or {}).items():
+            if isinstance(smoke, Mapping):
+                pool, _ = _manifest_host(manifest, host)
+                pool = pool or (last.get("to") or {}).get("pool")
+                latest[host] = SmokeRecord(host, pool, smoke, last.get("id"),
+                                           last.get("finished_at"))
+    return latest
+
+
+def _check_line(check: Mapping[str, Any]) -> str:
+    detail = check.get("detail")
+    status = "ok  " if check.get("ok") else "FAIL"
+    return f"{status} {check.get('name') or '?'}" + (f": {detail}" if detail else "")
+
+
+def _smoke_case(case: ET.Element, record: SmokeRecord, staged: bool) -> str:
+    """Fill one host's testcase; return its outcome (passed/failed/error/skipped)."""
+    result = str(record.result.get("result") or "")
+    checks = [c for c in record.result.get("checks") or [] if isinstance(c, Mapping)]
+    latency = record.result.get("latency_ms")
+    if isinstance(latency, int | float) and not isinstance(latency, bool) and latency >= 0:
+        case.set("time", f"{latency / 1000:.3f}")
+    lines = [f"smoke {result or 'unknown'} in run {record.run_id or '?'} "
+             f"at {record.at or '?'}" + (" (staged: not live yet)" if staged else "")]
+    if latency is not None:
+        lines.append(f"latency_ms: {latency}")
+    lines += [_check_line(check) for check in checks]
+    if result == "failed":
+        failing = [c for c in checks if not c.get("ok")]
+        message = "; ".join(
+            f"{c.get('name') or '?'}: {c.get('detail') or 'failed'}" for c in failing
+        ) or "smoke test failed"
+        failure = ET.SubElement(case, "failure", message=_xml_text(message), type="smoke")
+        failure.text = _xml_text("\n".join(_check_line(c) for c in failing) or message)
+        outcome = "failed"
+    elif result == "unreachable":
+        ET.SubElement(case, "error", message="host unreachable during the smoke test",
+                      type="unreachable")
+        outcome = "error"
+    elif result == "passed":
+        outcome = "passed"
+    else:
+        ET.SubElement(case, "skipped", message=_xml_text(f"smoke test {result or 'not run'}"))
+        outcome = "skipped"
+    ET.SubElement(case, "system-out").text = _xml_text("\n".join(lines))
+    return outcome
+
+
+def render_junit(
+    manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str | None = None
+) -> str:
+    """The latest smoke results (and each drift finding) as JUnit XML for CI servers.
+
+    One ``<testsuite name="turnout.smoke.<env>">``: a ``<testcase classname="<env>.<pool>"
+    name="<host>">`` per host (``<failure>`` naming the failing checks, ``<error>`` when the
+    host was unreachable, ``<skipped>`` without smoke data), then one failed
+    ``classname="<env>.drift"`` testcase per drift finding.
+    """
+    env_name = str(env or manifest.get("env") or "unknown")
+    history = manifest.get("history") or []
+    last = history[-1] if history else {}
+    live, version = _live_summary(rows)
+    smoke = latest_smoke(manifest)
+    counts = Counter[str]()
+    total_time = 0.0
+
+    suite = ET.Element("testsuite", name=_xml_text(f"{JUNIT_SUITE_PREFIX}.{env_name}"))
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("env", env_name),
+        ("app", manifest.get("app")),
+        ("live_pool", live or manifest.get("live_pool")),
+        ("version", version),
+        ("run_id", last.get("id")),
+        ("action", last.get("action")),
+        ("result", last.get("result")),
+        ("finished_at", last.get("finished_at")),
+    ):
+        if value is not None and value != "":
+            ET.SubElement(properties, "property", name=name, value=_xml_text(value))
+
+    listed = [(row.host, row.pool, row.staged) for row in rows]
+    seen = {host for host, _, _ in listed}
+    listed += [(host, record.pool or "unknown", False)
+               for host, record in sorted(smoke.items()) if host not in seen]
+    for host, pool, staged in listed:
+        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"{env_name}.{pool}"),
+                             name=_xml_text(host), time="0.000")
+        record = smoke.get(host)
+        if record is None:
+            ET.SubElement(case, "skipped", message="no smoke result recorded for this host")
+            counts["skipped"] += 1
+            continue
+        outcome = _smoke_case(case, record, staged)
+        counts[outcome] += 1
+        total_time += float(case.get("time", "0"))
+
+    for problem in drift_lines(rows, fleet):
+        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"{env_name}.drift"),
+                             name=_xml_text(problem), time="0.000")
+        failure = ET.SubElement(case, "failure", message=_xml_text(problem), type="drift")
+        failure.text = _xml_text(problem)
+        counts["failed"] += 1
+
+    tests = len(suite.findall("testcase"))
+    attributes = {
+        "tests": str(tests),
+        "failures": str(counts["failed"]),
+        "errors": str(counts["error"]),
+        "skipped": str(counts["skipped"]),
+        "time": f"{total_time:.3f}",
+    }
+    timestamp = _xml_timestamp(last.get("finished_at") or manifest.get("updated_at"))
+    if timestamp:
+        attributes["timestamp"] = timestamp
+    for key, value in attributes.items():
+        suite.set(key, value)
+    root = ET.Element("testsuites", name="turnout", **{
+        key: value for key, value in attributes.items() if key != "timestamp"})
+    root.append(suite)
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+# ------------------------------------------------------------------ Prometheus textfile
+
+_DEPLOY_ACTIONS = ("deploy", "promote")
+_DEPLOY_OK = ("success", "noop", "awaiting_approval")
+
+
+def _prom_label(value: Any) -> str:
+    """A label value escaped per the text exposition format: backslash, quote, newline."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _prom_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _prom_value(value: float | int) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _full_sha(manifest: Mapping[str, Any], row: Row) -> str | None:
+    """The manifest's full sha256 for the host when it matches what the row shows."""
+    _, recorded = _manifest_host(manifest, row.host)
+    sha = recorded.get("sha256")
+    if isinstance(sha, str) and row.sha_short and sha.lower().startswith(row.sha_short):
+        return sha.lower()
+    return row.sha_short
+
+
+def render_prometheus(
+    manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str | None = None
+) -> str:
+    """Metrics for node_exporter's textfile collector (write them to ``<dir>/turnout.prom``).
+
+    ``turnout_deployed_info`` per host, ``turnout_live_pool_info``, ``turnout_drift`` (number
+    of findings), and the last deploy's (deploy or promote) finish time and success.
+    """
+    env_name = str(env or manifest.get("env") or "unknown")
+    env_label = f'env="{_prom_label(env_name)}"'
+    lines: list[str] = []
+
+    def family(name: str, help_text: str) -> None:
+        lines.append(f"# HELP {name} {_prom_help(help_text)}")
+        lines.append(f"# TYPE {name} gauge")
+
+    family("turnout_deployed_info",
+           "Release running on each host (value is always 1); role is live or idle.")
+    for row in rows:
+        labels = {
+            "host": row.host,
+            "pool": row.pool,
+            "role": row.role,
+            "version": row.version,
+            "sha256": _full_sha(manifest, row),
+        }
+        rendered = ",".join(f'{key}="{_prom_label(value)}"' for key, value in labels.items())
+        lines.append(f"turnout_deployed_info{{{env_label},{rendered}}} 1")
+
+    live, _ = _live_summary(rows)
+    live = live or manifest.get("live_pool")
+    family("turnout_live_pool_info", "The pool the load balancer routes to (value is always 1).")
+    if live:
+        lines.append(f'turnout_live_pool_info{{{env_label},pool="{_prom_label(live)}"}} 1')
+
+    family("turnout_drift", "Number of drift findings between manifest, hosts and load balancer.")
+    lines.append(f"turnout_drift{{{env_label}}} {len(drift_lines(rows, fleet))}")
+
+    last_deploy = next(
+        (entry for entry in reversed(manifest.get("history") or [])
+         if entry.get("action") in _DEPLOY_ACTIONS),
+        None,
+    )
+    finished = _epoch(last_deploy.get("finished_at")) if last_deploy else None
+    family("turnout_last_deploy_timestamp_seconds",
+           "When the last deploy or promote finished (Unix time).")
+    if finished is not None:
+        lines.append(
+            f"turnout_last_deploy_timestamp_seconds{{{env_label}}} {_prom_value(finished)}"
+        )
+    family("turnout_last_deploy_success",
+           "1 if the last deploy or promote succeeded (or awaits approval), else 0.")
+    if last_deploy:
+        success = last_deploy.get("result") in _DEPLOY_OK
+        lines.append(f"turnout_last_deploy_success{{{env_label}}} {_prom_value(success)}")
+    return "\n".join(lines) + "\n"
