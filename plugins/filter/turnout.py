@@ -1,0 +1,78 @@
+"""turnout filters: thin adapters over turnout.haproxy (Runtime API parsing, map rendering)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from turnout import haproxy
+from turnout.errors import InputError
+
+DOCUMENTATION = r"""
+name: turnout
+short_description: Parse HAProxy Runtime API output for blue-green flips
+description:
+  - C(turnout_parse_show_map) turns C(show map <file>) output into a dict {key: value}.
+  - C(turnout_active_pool) returns the pool (blue/green) the C(active) map entry routes to, or None.
+  - C(turnout_render_map) returns the map file content for a pool (C(active be_<pool>)).
+  - C(turnout_parse_show_stat) turns C(show stat) CSV into {backends, servers}.
+  - C(turnout_error_counters) returns {hrsp_5xx, eresp, econ} of one backend, or of every pool
+    backend when no backend is given.
+  - C(turnout_servers_up) is true when every server (or every listed server) of a backend is UP.
+  - C(turnout_server_states) returns {server: status} of one backend.
+  - The logic lives in the turnout Python package (src/turnout/haproxy.py) with unit tests.
+options:
+  _input:
+    description: Runtime API output text, a pool name, or parsed stats, depending on the filter.
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: pool_switch | read live pool
+  ansible.builtin.set_fact:
+    pool_switch_live_pool: "{{ pool_switch_map_result.stdout | turnout_active_pool }}"
+
+- name: pool_switch | idle servers up
+  ansible.builtin.set_fact:
+    __up: "{{ pool_switch_stat_result.stdout | turnout_parse_show_stat
+              | turnout_servers_up('be_green', ['green1', 'green2']) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: See each filter in the description.
+  type: raw
+"""
+
+
+def _wrap(func):
+    def call(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InputError as error:
+            raise AnsibleFilterError(str(error)) from error
+
+    call.__name__ = func.__name__
+    call.__doc__ = func.__doc__
+    return call
+
+
+def error_counters(stats, backend=None):
+    """{hrsp_5xx, eresp, econ} of ``backend``, or {backend: counters} for every pool backend."""
+    if backend is None:
+        return haproxy.all_error_counters(stats)
+    return haproxy.error_counters(stats, backend)
+
+
+class FilterModule:
+    """turnout filters."""
+
+    def filters(self):
+        return {
+            "turnout_parse_show_map": _wrap(haproxy.parse_show_map),
+            "turnout_active_pool": _wrap(haproxy.active_pool),
+            "turnout_render_map": _wrap(haproxy.render_map),
+            "turnout_parse_show_stat": _wrap(haproxy.parse_show_stat),
+            "turnout_error_counters": _wrap(error_counters),
+            "turnout_servers_up": _wrap(haproxy.servers_up),
+            "turnout_server_states": _wrap(haproxy.server_states),
+        }

@@ -1,0 +1,142 @@
+"""HAProxy Runtime API output, parsed: which pool the map points to, server states, counters.
+
+Pure: no I/O. The playbooks read the admin socket (``socat stdio /run/haproxy/admin.sock``)
+and hand the text to these functions through the ``turnout`` filter plugin.
+
+Names (docs/contracts.md): the map ``/etc/haproxy/pool.map`` holds one line
+``active be_<pool>``; the backends are ``be_blue`` and ``be_green``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from turnout.errors import InputError
+
+POOLS = ("blue", "green")
+MAP_KEY = "active"
+BACKEND_PREFIX = "be_"
+ERROR_COUNTERS = ("hrsp_5xx", "eresp", "econ")
+_INT_FIELDS = (
+    "qcur", "scur", "smax", "stot", "econ", "eresp", "ereq", "wretr", "wredis",
+    "chkfail", "chkdown", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "weight", "act", "bck",
+)
+_TEXT_FIELDS = ("status", "check_status", "lastchg")
+
+
+def backend_for(pool: str) -> str:
+    """The backend name for a pool: ``blue`` -> ``be_blue``."""
+    if pool not in POOLS:
+        raise InputError(f"unknown pool {pool!r}; use blue or green")
+    return BACKEND_PREFIX + pool
+
+
+def pool_for(backend: str) -> str | None:
+    """The pool a backend serves (``be_green`` -> ``green``), or None for anything else."""
+    if isinstance(backend, str) and backend.startswith(BACKEND_PREFIX):
+        pool = backend[len(BACKEND_PREFIX):]
+        if pool in POOLS:
+            return pool
+    return None
+
+
+def parse_show_map(text: str) -> dict[str, str]:
+    """Entries of ``show map <file>``: lines ``<0xref> <key> <value>`` -> {key: value}.
+
+    An error reply from HAProxy (for example ``Unknown map identifier``) raises InputError.
+    """
+    entries: dict[str, str] = {}
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(None, 2)
+        if len(parts) != 3 or not parts[0].startswith("0x"):
+            raise InputError(
+                f"unexpected 'show map' output line {line[:80]!r}; check that HAProxy loaded "
+                "the map file and that the admin socket answers"
+            )
+        entries[parts[1]] = parts[2].strip()
+    return entries
+
+
+def active_pool(text: str) -> str | None:
+    """The pool the ``active`` map entry routes to (``blue``/``green``), or None if unset."""
+    return pool_for(parse_show_map(text).get(MAP_KEY, ""))
+
+
+def render_map(pool: str) -> str:
+    """The content of the map file that routes to ``pool``: ``active be_<pool>\\n``."""
+    return f"{MAP_KEY} {backend_for(pool)}\n"
+
+
+def _number(value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def parse_show_stat(csv_text: str) -> dict[str, Any]:
+    """``show stat`` CSV -> {"backends": {be: fields}, "servers": {be: {server: fields}}}.
+
+    Fields kept: status, check_status, scur, the error counters (hrsp_5xx, eresp, econ) and a
+    few more; numbers are ints (empty cells are 0). Frontends are left out.
+    """
+    lines = [line for line in (csv_text or "").splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# "):
+        raise InputError(
+            "unexpected 'show stat' output (no '# pxname,...' header); check the admin socket"
+        )
+    header = lines[0][2:]
+    reader = csv.DictReader(io.StringIO("\n".join([header, *lines[1:]])))
+    backends: dict[str, dict[str, Any]] = {}
+    servers: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in reader:
+        proxy, name = row.get("pxname"), row.get("svname")
+        if not proxy or not name or name == "FRONTEND":
+            continue
+        fields: dict[str, Any] = {key: _number(row.get(key, "")) for key in _INT_FIELDS}
+        fields.update({key: (row.get(key) or "").strip() for key in _TEXT_FIELDS})
+        if name == "BACKEND":
+            backends[proxy] = fields
+        else:
+            servers.setdefault(proxy, {})[name] = fields
+    return {"backends": backends, "servers": servers}
+
+
+def error_counters(stats: Mapping[str, Any], backend: str) -> dict[str, int]:
+    """{hrsp_5xx, eresp, econ} of ``backend`` from :func:`parse_show_stat` output (0 if absent)."""
+    fields = (stats.get("backends") or {}).get(backend) or {}
+    return {key: int(fields.get(key, 0) or 0) for key in ERROR_COUNTERS}
+
+
+def all_error_counters(stats: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """error_counters for every pool backend present: {be_blue: {...}, be_green: {...}}."""
+    backends = stats.get("backends") or {}
+    return {
+        backend: error_counters(stats, backend)
+        for backend in sorted(backends)
+        if pool_for(backend) is not None
+    }
+
+
+def server_states(stats: Mapping[str, Any], backend: str) -> dict[str, str]:
+    """{server: status} for ``backend`` (``UP``, ``DOWN``, ``MAINT``, ``UP 1/2`` ...)."""
+    servers = (stats.get("servers") or {}).get(backend) or {}
+    return {name: str(fields.get("status", "")) for name, fields in sorted(servers.items())}
+
+
+def servers_up(stats: Mapping[str, Any], backend: str, expected: list[str] | None = None) -> bool:
+    """True if ``backend`` has servers and every one (or every ``expected`` one) is ``UP``.
+
+    A server in a transition (``UP 1/2``, ``DOWN 1/2``) is not up yet.
+    """
+    states = server_states(stats, backend)
+    names = list(expected) if expected is not None else list(states)
+    if not names:
+        return False
+    return all(states.get(name) == "UP" for name in names)

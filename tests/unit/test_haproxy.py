@@ -1,0 +1,128 @@
+"""Unit tests for turnout.haproxy: Runtime API output parsing and map rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from turnout.errors import InputError
+from turnout.haproxy import (
+    active_pool,
+    all_error_counters,
+    backend_for,
+    error_counters,
+    parse_show_map,
+    parse_show_stat,
+    pool_for,
+    render_map,
+    server_states,
+    servers_up,
+)
+
+# Captured from HAProxy 2.6.12 (Debian 12) in the lab, trimmed to the columns up to hrsp_5xx
+# plus a few more; the parser reads columns by name, so the order and the rest do not matter.
+HEADER = (
+    "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,"
+    "wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,"
+    "lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,"
+    "hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other\n"
+)
+SHOW_STAT = HEADER + (
+    "fe_app,FRONTEND,,,3,5,262120,40,4000,8000,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,1,0,5,,,,0,40,0,"
+    "0,0,0\n"
+    "be_blue,blue1,0,0,1,2,,20,2000,4000,,0,,0,0,0,0,UP,1,1,0,0,0,120,0,,1,3,1,,20,,2,0,,3,"
+    "L7OK,200,1,0,20,0,0,0,0\n"
+    "be_blue,blue2,0,0,0,2,,18,2000,4000,,0,,1,2,0,0,UP,1,1,0,1,0,120,0,,1,3,2,,18,,2,0,,3,"
+    "L7OK,200,1,0,17,0,0,1,0\n"
+    "be_blue,BACKEND,0,0,1,3,26212,38,4000,8000,0,0,,1,2,0,0,UP,2,2,0,,0,120,0,,1,3,0,,38,,1,0,,"
+    "5,,,,0,37,0,0,1,0\n"
+    "be_green,green1,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,2,1,5,5,,1,4,1,,0,,2,0,,0,L4CON,,0,0,"
+    "0,0,0,0,0\n"
+    "be_green,green2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1,1,0,0,0,5,0,,1,4,2,,0,,2,0,,0,L7OK,200,"
+    "1,0,0,0,0,0,0\n"
+    "be_green,BACKEND,0,0,0,0,26212,0,0,0,0,0,,0,0,0,0,DOWN,0,0,0,,1,5,5,,1,4,0,,0,,1,0,,0,,,,0,"
+    "0,0,0,0,0\n"
+    "stats,FRONTEND,,,1,1,262120,1,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,5,0,,,,0,1,0,1,,,,0,0,0,0,0,0\n"
+    "stats,BACKEND,0,0,0,0,26212,0,0,0,0,0,,0,0,0,0,UP,0,0,0,,0,5,,,1,5,0,,0,,1,0,,0,,,,0,0,0,0,"
+    "0,0\n"
+)
+
+
+def test_parse_show_map_reads_entries() -> None:
+    assert parse_show_map("0x55d0c5e0a0e0 active be_green\n") == {"active": "be_green"}
+
+
+def test_parse_show_map_empty_map_is_empty() -> None:
+    assert parse_show_map("\n") == {}
+
+
+def test_parse_show_map_rejects_an_error_reply() -> None:
+    with pytest.raises(InputError, match="unexpected 'show map'"):
+        parse_show_map("Unknown map identifier. Please use #<id> or <file>.\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "pool"),
+    [
+        ("0x1 active be_blue\n", "blue"),
+        ("0x1 active be_green\n", "green"),
+        ("0x1 active be_purple\n", None),
+        ("0x1 other be_green\n", None),
+        ("", None),
+    ],
+)
+def test_active_pool(text: str, pool: str | None) -> None:
+    assert active_pool(text) == pool
+
+
+def test_render_map_round_trips_through_active_pool() -> None:
+    assert render_map("green") == "active be_green\n"
+    assert active_pool("0x7f " + render_map("green")) == "green"
+
+
+def test_render_map_rejects_unknown_pool() -> None:
+    with pytest.raises(InputError, match="unknown pool"):
+        render_map("red")
+
+
+def test_backend_and_pool_names() -> None:
+    assert backend_for("blue") == "be_blue"
+    assert pool_for("be_green") == "green"
+    assert pool_for("stats") is None
+    with pytest.raises(InputError):
+        backend_for("be_blue")
+
+
+def test_parse_show_stat_splits_backends_and_servers() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    assert sorted(stats["backends"]) == ["be_blue", "be_green", "stats"]
+    assert sorted(stats["servers"]["be_blue"]) == ["blue1", "blue2"]
+    assert "fe_app" not in stats["backends"]
+    assert stats["servers"]["be_blue"]["blue1"]["scur"] == 1
+    assert stats["servers"]["be_green"]["green1"]["status"] == "DOWN"
+    assert stats["servers"]["be_green"]["green1"]["check_status"] == "L4CON"
+
+
+def test_parse_show_stat_rejects_non_csv() -> None:
+    with pytest.raises(InputError, match="show stat"):
+        parse_show_stat("Permission denied\n")
+
+
+def test_error_counters_per_backend() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    assert error_counters(stats, "be_blue") == {"hrsp_5xx": 1, "eresp": 2, "econ": 1}
+    assert error_counters(stats, "be_green") == {"hrsp_5xx": 0, "eresp": 0, "econ": 0}
+    assert error_counters(stats, "be_missing") == {"hrsp_5xx": 0, "eresp": 0, "econ": 0}
+
+
+def test_all_error_counters_only_pool_backends() -> None:
+    assert sorted(all_error_counters(parse_show_stat(SHOW_STAT))) == ["be_blue", "be_green"]
+
+
+def test_servers_up_needs_every_server_fully_up() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    assert server_states(stats, "be_green") == {"green1": "DOWN", "green2": "UP 1/2"}
+    assert servers_up(stats, "be_blue") is True
+    assert servers_up(stats, "be_green") is False
+    assert servers_up(stats, "be_blue", ["blue1"]) is True
+    assert servers_up(stats, "be_blue", ["blue1", "blue3"]) is False
+    assert servers_up(stats, "be_missing") is False
