@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, task
 
-from turnout import cli
+from turnout import cli, commands
 from turnout.lab import config as lab_config
 from turnout.lab import fleet
 
@@ -89,11 +89,76 @@ def lab_ssh(c: Context, host: str, command: str = "", name: str = "", subnet: st
     os.execvp(argv[0], argv)
 
 
+ENV_HELP = "environment: a directory under inventories/ (e.g. lab, staging, prod)"
+VERBOSE_HELP = "show Ansible's full output instead of progress lines"
+
+
+@task(help={"version": "version to build, e.g. 1.4.2",
+            "broken": "build a deliberately broken release for tests: unhealthy, "
+                      "wrong-version, crash or slow",
+            "notes": "release notes text to include"})
+@cli.guarded
+def build(c: Context, version: str, broken: str = "", notes: str = "") -> None:
+    """Build dist/app-VERSION.tar.gz (byte-for-byte reproducible) and its .sha256 file."""
+    commands.build(version, broken=broken, notes=notes)
+
+
+@task(help={"env": ENV_HELP, "verbose": VERBOSE_HELP})
+@cli.guarded
+def provision(c: Context, env: str, verbose: bool = False) -> None:
+    """Configure HAProxy on the LB and the app service on every app host (site.yml)."""
+    commands.provision(env, verbose=verbose)
+
+
+@task(help={"env": ENV_HELP, "version": "version to deploy; dist/app-VERSION.tar.gz must exist",
+            "check": "print the plan (live pool, idle hosts, from/to version); change nothing",
+            "verbose": VERBOSE_HELP})
+@cli.guarded
+def deploy(c: Context, env: str, version: str, check: bool = False,
+           verbose: bool = False) -> None:
+    """Stage VERSION on the idle pool, smoke-test it, flip HAProxy, verify, record."""
+    commands.deploy(env, version, check=check, verbose=verbose)
+
+
+@task(help={"env": ENV_HELP, "check": "print the rollback plan; change nothing",
+            "verbose": VERBOSE_HELP})
+@cli.guarded
+def rollback(c: Context, env: str, check: bool = False, verbose: bool = False) -> None:
+    """Flip traffic back to the previous (still warm) pool after smoke-testing it."""
+    commands.rollback(env, check=check, verbose=verbose)
+
+
+@task(help={"env": ENV_HELP, "pool": "blue, green, live or idle (default idle)",
+            "verbose": VERBOSE_HELP})
+@cli.guarded
+def smoke(c: Context, env: str, pool: str = "idle", verbose: bool = False) -> None:
+    """Smoke-test every host of one pool (health, exact version, custom checks)."""
+    commands.smoke(env, pool=pool, verbose=verbose)
+
+
+@task(help={"env": ENV_HELP})
+@cli.guarded
+def status(c: Context, env: str) -> None:
+    """Per-host versions from manifest, hosts and LB; exit 3 when they disagree (drift)."""
+    code = commands.status(env)
+    if code:
+        sys.exit(code)
+
+
+@task(help={"env": ENV_HELP, "format": "table, json, html, junit (smoke results) or prometheus (textfile "
+                      "collector); default table",
+            "output": "write to this file instead of stdout"})
+@cli.guarded
+def report(c: Context, env: str, format: str = "table", output: str = "") -> None:
+    """The per-host deployed-version report: pool, live/idle, version, sha, when, who, drift."""
+    commands.render_report(env, fmt=format, output=output or None)
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection()
+ns = Collection(build, provision, deploy, rollback, smoke, status, report)
 ns.add_collection(lab)

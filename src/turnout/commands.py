@@ -1,0 +1,208 @@
+"""What each user-facing command does, in order: check inputs, plan, act through a playbook,
+report. The playbooks hold the safety (smoke before flip, flip back, record); this module adds
+argument checking, the plan, progress lines and the report. tasks.py only calls these.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from turnout import artifact as artifacts
+from turnout import cli, facts, manifest, plan, report, runner
+from turnout.errors import DeployFailed, InputError
+from turnout.inventory import Environment, load_environment
+
+DIST = cli.REPO_ROOT / "dist"
+REPORT_FORMATS = ("table", "json", "html", "junit", "prometheus")
+SMOKE_POOLS = ("blue", "green", "live", "idle")
+
+
+def deployed_by(environ: dict[str, str] | None = None) -> str:
+    """Who runs this: TURNOUT_BY, else the CI job (Jenkins BUILD_TAG, AWX job), else user@host."""
+    environ = dict(os.environ if environ is None else environ)
+    if environ.get("TURNOUT_BY"):
+        return environ["TURNOUT_BY"]
+    if environ.get("BUILD_TAG"):
+        return f"jenkins:{environ['BUILD_TAG']}"
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def environment(name: str) -> Environment:
+    return load_environment(name, cli.inventories_root())
+
+
+def _run(playbook: str, env: Environment, extravars: dict[str, Any],
+         verbose: bool = False) -> runner.RunResult:
+    args = runner.build_run_args(playbook, env.hosts_file, extravars)
+    return runner.run_playbook(args, on_line=cli.say, quiet=not verbose)
+
+
+def _live_facts(env: Environment) -> facts.FleetFacts:
+    fleet_facts = facts.gather(env)
+    if fleet_facts.lb.error:
+        raise DeployFailed(f"{fleet_facts.lb.error}; nothing was changed: check the load "
+                           "balancer host and run the command again")
+    return fleet_facts
+
+
+def provision(env_name: str, verbose: bool = False) -> None:
+    """Configure the LB and the app hosts (site.yml); safe to re-run."""
+    env = environment(env_name)
+    result = _run("site", env, {}, verbose)
+    if not result.ok:
+        hosts = ", ".join(result.failed_hosts + result.unreachable_hosts) or "a host"
+        raise DeployFailed(f"provisioning {env.name} failed on {hosts}: "
+                           f"{'; '.join(result.failure_messages[:3])}")
+    cli.say(f"provision: {env.name} is configured")
+
+
+def deploy(env_name: str, version: str, check: bool = False, verbose: bool = False,
+           dist: Path = DIST) -> None:
+    """Stage, smoke-test, flip and record `version` on `env`'s idle pool."""
+    env = environment(env_name)
+    artifacts.validate_version(version)
+    built = artifacts.find_artifact(version, dist)
+    fleet_facts = _live_facts(env)
+    deploy_plan = plan.plan_deploy(env.name, env.pool_names(), fleet_facts.lb.live_pool,
+                                   fleet_facts.hosts, version, built.sha256)
+    print(plan.render_plan(deploy_plan))
+    if check:
+        cli.say("check: nothing was changed")
+        return
+    run_id = manifest.new_run_id(datetime.now(UTC))
+    cli.say(f"deploy {run_id}: {version} to {env.name}")
+    result = _run("deploy", env, {
+        "turnout_version": version,
+        "turnout_artifact": str(built.path),
+        "turnout_artifact_sha256": built.sha256,
+        "turnout_run_id": run_id,
+        "turnout_deployed_by": deployed_by(),
+    }, verbose)
+    print_report(env)
+    if not result.ok:
+        raise DeployFailed(_failure(f"deploy of {version} to {env.name}", env, run_id, result))
+    cli.say(f"deploy {run_id}: {version} is live on {env.name}"
+            + (" (it already was)" if deploy_plan.noop else ""))
+
+
+def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:
+    """Flip back to the other, still-warm pool after smoke-testing it."""
+    env = environment(env_name)
+    fleet_facts = _live_facts(env)
+    rollback_plan = plan.plan_rollback(env.name, env.pool_names(), fleet_facts.lb.live_pool,
+                                       fleet_facts.hosts)
+    print(plan.render_plan(rollback_plan))
+    if check:
+        cli.say("check: nothing was changed")
+        return
+    run_id = manifest.new_run_id(datetime.now(UTC))
+    result = _run("rollback", env, {"turnout_run_id": run_id,
+                                    "turnout_deployed_by": deployed_by()}, verbose)
+    print_report(env)
+    if not result.ok:
+        raise DeployFailed(_failure(f"rollback of {env.name}", env, run_id, result))
+    cli.say(f"rollback {run_id}: {rollback_plan.to_version} is live on {env.name} "
+            f"({rollback_plan.target_pool})")
+
+
+def smoke(env_name: str, pool: str = "idle", verbose: bool = False) -> None:
+    """Smoke-test one pool's hosts; change nothing."""
+    if pool not in SMOKE_POOLS:
+        raise InputError(f"--pool must be one of {', '.join(SMOKE_POOLS)} (got {pool!r})")
+    env = environment(env_name)
+    result = _run("smoke", env, {"turnout_pool": pool}, verbose)
+    if not result.ok:
+        raise DeployFailed(f"smoke test of the {pool} pool of {env.name} failed: "
+                           f"{'; '.join(result.failure_messages[:3])}")
+    cli.say(f"smoke: every {pool} host of {env.name} passed")
+
+
+def _failure(what: str, env: Environment, run_id: str, result: runner.RunResult) -> str:
+    data = manifest.load(env.manifest_path)
+    entry = next((h for h in reversed(data.get("history", [])) if h.get("id") == run_id), None)
+    if entry:
+        return (f"{what} failed in phase {entry.get('phase') or '?'} ({entry.get('result')}): "
+                f"{entry.get('message') or 'see the report above'}")
+    hosts = ", ".join(result.failed_hosts + result.unreachable_hosts) or "no host named"
+    first = result.failure_messages[0] if result.failure_messages else "see the output above"
+    return f"{what} failed ({hosts}): {first}"
+
+
+def collect(env: Environment) -> tuple[dict[str, Any], list[report.Row], list[str]]:
+    """Manifest + live facts -> report rows and fleet-level drift."""
+    data = manifest.load(env.manifest_path)
+    fleet_facts = facts.gather(env)
+    lb_input = fleet_facts.lb.as_report_input()
+    rows = report.build_rows(data, fleet_facts.hosts, lb_input, env.pool_names())
+    fleet = report.fleet_drift(data, fleet_facts.hosts, lb_input, env.pool_names())
+    if fleet_facts.lb.error:
+        fleet = [fleet_facts.lb.error, *fleet]
+    return data, rows, fleet
+
+
+def print_report(env: Environment) -> None:
+    try:
+        _, rows, fleet = collect(env)
+    except InputError as exc:  # a manifest problem must not hide the deploy's own outcome
+        cli.say(f"report unavailable: {exc}")
+        return
+    print(report.render_table(rows, fleet, env=env.name))
+
+
+def status(env_name: str) -> int:
+    """Compare manifest, hosts and LB; return report.EXIT_DRIFT when they disagree."""
+    env = environment(env_name)
+    _, rows, fleet = collect(env)
+    print(report.render_table(rows, fleet, env=env.name))
+    if report.has_drift(rows, fleet):
+        cli.say(f"status: drift in {env.name} (see above)")
+        return report.EXIT_DRIFT
+    return 0
+
+
+def render_report(env_name: str, fmt: str = "table", output: str | None = None) -> int:
+    """The per-host deployed-version report as table, JSON or a self-contained HTML page."""
+    if fmt not in REPORT_FORMATS:
+        raise InputError(f"--format must be one of {', '.join(REPORT_FORMATS)} (got {fmt!r})")
+    env = environment(env_name)
+    data, rows, fleet = collect(env)
+    if fmt == "table":
+        text = report.render_table(rows, fleet, env=env.name)
+    elif fmt == "json":
+        text = report.render_json(data, rows, fleet)
+    elif fmt == "junit":
+        text = report.render_junit(data, rows, fleet, env=env.name)
+    elif fmt == "prometheus":
+        text = report.render_prometheus(data, rows, fleet, env=env.name)
+    else:
+        text = report.render_html(data, rows, fleet)
+    if output:
+        target = Path(output)
+        if not target.parent.is_dir():
+            raise InputError(f"--output directory {target.parent} does not exist: create it")
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, target)
+        cli.say(f"report: wrote {target}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def build(version: str, broken: str | None = None, notes: str | None = None,
+          dist: Path = DIST) -> artifacts.Artifact:
+    """Build dist/app-<version>.tar.gz (reproducible) and its .sha256."""
+    source = cli.REPO_ROOT / "examples" / "app"
+    built = artifacts.build(version, dist, source, broken=broken or None, notes=notes or None)
+    print(f"{built.path}  sha256 {built.sha256}")
+    return built
