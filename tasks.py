@@ -145,8 +145,9 @@ def status(c: Context, env: str) -> None:
         sys.exit(code)
 
 
-@task(help={"env": ENV_HELP, "format": "table, json, html, junit (smoke results) or prometheus (textfile "
-                      "collector); default table",
+@task(help={"env": ENV_HELP,
+            "format": "table, json, html, junit (smoke results) or prometheus "
+                      "(textfile collector); default table",
             "output": "write to this file instead of stdout"})
 @cli.guarded
 def report(c: Context, env: str, format: str = "table", output: str = "") -> None:
