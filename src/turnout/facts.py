@@ -76,9 +76,17 @@ def lb_facts(lb: Host) -> LbFacts:
         show_map, show_stat = runtime_api(lb, f"show map {MAP_FILE}", "show stat")
     except RuntimeError as exc:
         return LbFacts(host=lb.name, error=f"load balancer {lb.name} unreachable: {exc}")
+    return lb_facts_from(lb.name, show_map, show_stat)
+
+
+def lb_facts_from(lb_name: str, show_map: str, show_stat: str) -> LbFacts:
+    """Pure: Runtime API output -> LbFacts, servers keyed by name with their backend."""
     stats = haproxy.parse_show_stat(show_stat)
-    return LbFacts(host=lb.name, live_pool=haproxy.active_pool(show_map),
-                   servers=stats.get("servers", {}), backends=stats.get("backends", {}))
+    servers = {name: {**fields, "backend": backend}
+               for backend, members in stats.get("servers", {}).items()
+               for name, fields in members.items()}
+    return LbFacts(host=lb_name, live_pool=haproxy.active_pool(show_map), servers=servers,
+                   backends=stats.get("backends", {}))
 
 
 def host_release(host: Host) -> dict[str, Any]:
