@@ -1,5 +1,4 @@
-# -*- coding: utf-8 -*-
-"""Documentation stub for the turnout_manifest action plugin (plugins/action/turnout_manifest.py)."""
+"""Documentation stub for the turnout_manifest action plugin (plugins/action/)."""
 
 DOCUMENTATION = r"""
 module: turnout_manifest

@@ -118,19 +118,23 @@ def test_lab_without_root_is_refused(tmp_path):
 
 def test_down_leaves_nothing_behind():
     """A second, separate lab (one host per pool): up, then down removes every trace."""
-    config = LabConfig(name="td", subnet="10.231.8.0/24", app_hosts=1)
+    config = LabConfig(name=os.environ.get("TURNOUT_TEST_LAB2", "td"),
+                       subnet=os.environ.get("TURNOUT_TEST_SUBNET2", "10.231.8.0/24"),
+                       app_hosts=1)
     fleet.up(config, None)
     try:
         assert fleet.status(config) and all(s.sshd for s in fleet.status(config))
     finally:
         fleet.down(config)
-    assert fleet._nspawn_pids("td-") == {}
+    assert fleet._nspawn_pids(f"{config.name}-") == {}
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(config.state_dir) not in mounts
     links = os.listdir("/sys/class/net")
-    assert config.bridge not in links and not [n for n in links if n.startswith("vb-td-")]
+    assert config.bridge not in links
+    assert not [n for n in links if n.startswith(f"vb-{config.name}-")]
     for hierarchy in fleet.CGROUP_HIERARCHIES:
         if hierarchy.is_dir():
-            assert not [p for p in hierarchy.iterdir() if p.name.startswith("turnout.td-")]
+            assert not [p for p in hierarchy.iterdir()
+                        if p.name.startswith(f"turnout.{config.name}-")]
     assert not config.state_dir.exists()
     assert (Path("/var/cache/turnout") / "base-bookworm" / ".turnout-base").is_file()

@@ -105,7 +105,8 @@ def test_found_tasks() -> None:
     assert len(ALL_TASKS) > 50
 
 
-@pytest.mark.parametrize(("where", "task"), ALL_TASKS, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(("where", "task"), ALL_TASKS,
+                         ids=lambda v: v if isinstance(v, str) else "")
 def test_task_is_named_and_uses_fqcn(where: str, task: dict) -> None:
     assert task.get("name"), f"{where}: task without a name: {task}"
     if any(section in task for section in ("block", "rescue", "always")):
