@@ -121,8 +121,8 @@ def test_down_leaves_nothing_behind():
     config = LabConfig(name=os.environ.get("TURNOUT_TEST_LAB2", "td"),
                        subnet=os.environ.get("TURNOUT_TEST_SUBNET2", "10.231.8.0/24"),
                        app_hosts=1)
-    fleet.up(config, None)
     try:
+        fleet.up(config, None)
         assert fleet.status(config) and all(s.sshd for s in fleet.status(config))
     finally:
         fleet.down(config)

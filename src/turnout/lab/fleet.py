@@ -37,6 +37,13 @@ from turnout.lab.config import (
 )
 
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
+# Every container's systemd holds inotify instances, all charged to host uid 0; the kernel's
+# default of 128 runs out after a few labs ("Failed to create inotify object") and sshd never
+# starts. lab.up raises these limits (never lowers them).
+SYSCTL_MINIMUMS = {
+    Path("/proc/sys/fs/inotify/max_user_instances"): 8192,
+    Path("/proc/sys/fs/inotify/max_user_watches"): 524288,
+}
 CGROUP_HIERARCHIES = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
 BOOT_DEADLINE_S = 90.0
 
@@ -114,6 +121,17 @@ def _is_mountpoint(path: Path) -> bool:
     target = str(path)
     with open("/proc/self/mountinfo") as mounts:
         return any(line.split()[4] == target for line in mounts)
+
+
+def _raise_kernel_limits(log) -> None:
+    for path, minimum in SYSCTL_MINIMUMS.items():
+        try:
+            current = int(path.read_text().split()[0])
+            if current < minimum:
+                path.write_text(f"{minimum}\n")
+                print(f"lab: raised {path.name} from {current} to {minimum}", file=log)
+        except (OSError, ValueError) as exc:
+            print(f"lab: warning: could not raise {path}: {exc}", file=log)
 
 
 def _link_exists(name: str) -> bool:
@@ -314,6 +332,7 @@ def up(config: LabConfig, inventory_dir: Path | None, log=sys.stderr) -> bool:
         raise InputError(f"lab '{config.name}' is up on {state.get('subnet')}, not "
                          f"{config.subnet}: run 'invoke lab.down --name {config.name}' first")
     base_root = base.ensure_base(log=log)
+    _raise_kernel_limits(log)
     changed = False
     state.setdefault("name", config.name)
     state["subnet"] = config.subnet
