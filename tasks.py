@@ -145,6 +145,20 @@ def status(c: Context, env: str) -> None:
         sys.exit(code)
 
 
+@task(help={"env": ENV_HELP, "yes": "do not ask for confirmation (for CI)"})
+@cli.guarded
+def unlock(c: Context, env: str, yes: bool = False) -> None:
+    """Remove the deploy lock of ENV left by a run that is gone; recorded in the history."""
+    commands.unlock(env, yes=yes)
+
+
+@task(help={"env": ENV_HELP})
+@cli.guarded
+def reconcile(c: Context, env: str) -> None:
+    """Rebuild the manifest's current state from the LB and the hosts (lost/corrupt manifest)."""
+    commands.reconcile(env)
+
+
 @task(help={"env": ENV_HELP,
             "format": "table, json, html, junit (smoke results) or prometheus "
                       "(textfile collector); default table",
@@ -161,5 +175,5 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(build, provision, deploy, rollback, smoke, status, report)
+ns = Collection(build, provision, deploy, rollback, smoke, status, report, unlock, reconcile)
 ns.add_collection(lab)

@@ -18,7 +18,7 @@ class ActionModule(ActionBase):
     """Append an event to the manifest's history and update its pool state."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "event"))
+    _VALID_ARGS = frozenset(("path", "event", "validate_only"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -27,11 +27,15 @@ class ActionModule(ActionBase):
         validation, args = self.validate_argument_spec(
             argument_spec={
                 "path": {"type": "path", "required": True},
-                "event": {"type": "dict", "required": True},
-            }
+                "event": {"type": "dict"},
+                "validate_only": {"type": "bool", "default": False},
+            },
+            required_one_of=[("event", "validate_only")],
         )
         del validation
         path = str(args["path"])
+        if args["validate_only"]:
+            return self._validate_only(result, path)
         # Plain dicts/strings: Ansible hands over tagged str/dict subclasses that YAML cannot dump.
         event = json.loads(json.dumps(args["event"]))
         # Late import: the controller venv has turnout installed; a clear error if it has not.
@@ -65,4 +69,20 @@ class ActionModule(ActionBase):
             live_pool=after["live_pool"],
             history_length=len(after["history"]),
         )
+        return result
+
+    @staticmethod
+    def _validate_only(result, path):
+        """Read and check the manifest (a preflight step): its live pool and pool versions."""
+        from turnout import manifest
+
+        try:
+            data = manifest.load(path)
+        except TurnoutError as error:
+            result.update(failed=True, msg=to_text(error))
+            return result
+        result.update(changed=False, path=path, manifest={
+            "live_pool": data["live_pool"],
+            "pools": {pool: {"version": state["version"], "sha256": state["sha256"]}
+                      for pool, state in data["pools"].items()}})
         return result

@@ -25,7 +25,13 @@ options:
         latency_ms, checks}}), C(hosts) ({host: {version, sha256, smoke}}),
         C(lb_errors) ({before, after, delta}), C(release_notes).
     type: dict
-    required: true
+  validate_only:
+    description:
+      - Only read and check the manifest (a preflight step) and return C(manifest) with its
+        live pool and each pool's version and sha256; write nothing. One of C(event) or
+        C(validate_only) is required.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -65,6 +71,10 @@ live_pool:
   description: The manifest's live pool after the event.
   type: str
   returned: success
+manifest:
+  description: With validate_only, the manifest's live_pool and pools ({version, sha256}).
+  type: dict
+  returned: validate_only
 history_length:
   description: Number of history entries after the event.
   type: int

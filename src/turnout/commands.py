@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout import artifact as artifacts
-from turnout import cli, facts, manifest, plan, report, runner
+from turnout import cli, facts, fleetlock, lock, manifest, plan, report, runner
 from turnout.errors import DeployFailed, InputError
 from turnout.inventory import Environment, load_environment
 
@@ -39,6 +39,14 @@ def deployed_by(environ: dict[str, str] | None = None) -> str:
 
 def environment(name: str) -> Environment:
     return load_environment(name, cli.inventories_root())
+
+
+def _lock_refusal(result: runner.RunResult) -> str | None:
+    """The playbook's one-line 'deploy lock held' refusal, if that is why the run failed."""
+    for message in result.failure_messages:
+        if lock.HELD_MARKER in message:
+            return message.split(": ", 1)[-1].split("turnout: ", 1)[-1]
+    return None
 
 
 def _run(playbook: str, env: Environment, extravars: dict[str, Any],
@@ -72,6 +80,7 @@ def deploy(env_name: str, version: str, check: bool = False, verbose: bool = Fal
     env = environment(env_name)
     artifacts.validate_version(version)
     built = artifacts.find_artifact(version, dist)
+    manifest.load(env.manifest_path)  # a corrupt manifest is refused before anything runs
     fleet_facts = _live_facts(env)
     deploy_plan = plan.plan_deploy(env.name, env.pool_names(), fleet_facts.lb.live_pool,
                                    fleet_facts.hosts, version, built.sha256)
@@ -79,6 +88,7 @@ def deploy(env_name: str, version: str, check: bool = False, verbose: bool = Fal
     if check:
         cli.say("check: nothing was changed")
         return
+    _precheck_lock(env, "deploy")
     run_id = manifest.new_run_id(datetime.now(UTC))
     cli.say(f"deploy {run_id}: {version} to {env.name}")
     result = _run("deploy", env, {
@@ -88,6 +98,7 @@ def deploy(env_name: str, version: str, check: bool = False, verbose: bool = Fal
         "turnout_run_id": run_id,
         "turnout_deployed_by": deployed_by(),
     }, verbose)
+    _raise_if_lock_refused(env, result)
     print_report(env)
     if not result.ok:
         raise DeployFailed(_failure(f"deploy of {version} to {env.name}", env, run_id, result))
@@ -98,6 +109,7 @@ def deploy(env_name: str, version: str, check: bool = False, verbose: bool = Fal
 def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:
     """Flip back to the other, still-warm pool after smoke-testing it."""
     env = environment(env_name)
+    manifest.load(env.manifest_path)  # a corrupt manifest is refused before anything runs
     fleet_facts = _live_facts(env)
     rollback_plan = plan.plan_rollback(env.name, env.pool_names(), fleet_facts.lb.live_pool,
                                        fleet_facts.hosts)
@@ -105,14 +117,115 @@ def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:
     if check:
         cli.say("check: nothing was changed")
         return
+    _precheck_lock(env, "rollback")
     run_id = manifest.new_run_id(datetime.now(UTC))
     result = _run("rollback", env, {"turnout_run_id": run_id,
                                     "turnout_deployed_by": deployed_by()}, verbose)
+    _raise_if_lock_refused(env, result)
     print_report(env)
     if not result.ok:
         raise DeployFailed(_failure(f"rollback of {env.name}", env, run_id, result))
     cli.say(f"rollback {run_id}: {rollback_plan.to_version} is live on {env.name} "
             f"({rollback_plan.target_pool})")
+
+
+def _precheck_lock(env: Environment, action: str) -> None:
+    """Fast path: refuse with exit 2 naming the holder before starting Ansible."""
+    warning = fleetlock.precheck(env, action, deployed_by())
+    if warning:
+        cli.say(f"warning: {warning}")
+
+
+def _raise_if_lock_refused(env: Environment, result: runner.RunResult) -> None:
+    """A run that lost the race for the lock inside the playbook also exits 2."""
+    if not result.ok and (refusal := _lock_refusal(result)):
+        raise fleetlock.LockHeld(f"{env.name}: {refusal}")
+
+
+def unlock(env_name: str, yes: bool = False, confirm=input) -> None:
+    """Remove env's deploy lock (after confirmation) and record an unlock in the history."""
+    env = environment(env_name)
+    manifest.load(env.manifest_path)
+    holder = fleetlock.read(env)
+    if holder is None:
+        cli.say(f"unlock: the deploy lock of {env.name} is not held; nothing to do")
+        return
+    cli.say(f"unlock: {env.name} is locked by {lock.describe(holder)}")
+    if not yes:
+        try:
+            answer = confirm("Remove the lock? Only if that run is really gone [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            raise InputError("unlock not confirmed: nothing was changed (use --yes to skip "
+                             "the question)")
+    started = datetime.now(UTC)
+    removed = fleetlock.force_release(env)
+    stamp = manifest.format_timestamp(datetime.now(UTC))
+    manifest.record_event(env.manifest_path, {
+        "id": manifest.new_run_id(started), "action": "unlock", "result": "success",
+        "env": env.name, "by": deployed_by(), "started_at": manifest.format_timestamp(started),
+        "finished_at": stamp,
+        "message": "removed the deploy lock of " + (lock.describe(removed) if removed
+                                                     else "nobody (it was already free)"),
+    })
+    cli.say(f"unlock: removed the deploy lock of {env.name}; recorded in the manifest")
+
+
+def reconcile(env_name: str) -> None:
+    """Rebuild the manifest's current state from the LB and each host's release.json."""
+    env = environment(env_name)
+    fleet_facts = _live_facts(env)
+    path = env.manifest_path
+    started = datetime.now(UTC)
+    history: list[dict[str, Any]] = []
+    moved: Path | None = None
+    try:
+        history = manifest.load(path)["history"]
+    except InputError as error:
+        history = _salvage_history(path)
+        moved = path.with_name(f"{path.name}.corrupt-{started.strftime('%Y%m%dT%H%M%SZ')}")
+        os.replace(path, moved)
+        cli.say(f"reconcile: {error}")
+        cli.say(f"reconcile: set the unreadable manifest aside as {moved}"
+                f" ({len(history)} history entries kept)")
+    rebuilt = manifest.reconciled(env.name, env.pool_names(), fleet_facts.lb.live_pool,
+                                  fleet_facts.hosts, history)
+    manifest.write_atomic(path, rebuilt)
+    live = fleet_facts.lb.live_pool
+    live_state = rebuilt["pools"].get(live or "", {}) if live else {}
+    stamp = manifest.format_timestamp(datetime.now(UTC))
+    manifest.record_event(path, {
+        "id": manifest.new_run_id(started), "action": "reconcile", "result": "success",
+        "env": env.name, "by": deployed_by(), "started_at": manifest.format_timestamp(started),
+        "finished_at": stamp,
+        "to": {"pool": live, "version": live_state.get("version"),
+               "sha256": live_state.get("sha256")},
+        "message": "rebuilt the current state from the load balancer and release.json"
+                   + (f"; the unreadable file is {moved.name}" if moved else ""),
+    })
+    print_report(env)
+    cli.say(f"reconcile: {path} now matches the fleet")
+
+
+def _salvage_history(path: Path) -> list[dict[str, Any]]:
+    """The valid history entries of an unreadable manifest (none if it is not even YAML)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    if not isinstance(raw, dict) or not isinstance(raw.get("history"), list):
+        return []
+    kept: list[dict[str, Any]] = []
+    for entry in raw["history"]:
+        probe = {**manifest.empty(path.parent.name), "history": [*kept, entry]}
+        try:
+            kept = manifest.validate(probe)["history"]
+        except InputError:
+            continue
+    return kept
 
 
 def smoke(env_name: str, pool: str = "idle", verbose: bool = False) -> None:

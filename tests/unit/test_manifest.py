@@ -584,3 +584,22 @@ def test_previous_live_needs_a_version() -> None:
     assert mf.last_success(mf.empty("prod")) is None
     with pytest.raises(InputError):
         mf.last_success(blue_live(), "explode")
+
+
+def test_reconciled_rebuilds_pools_from_release_json() -> None:
+    sha = "a" * 64
+    release = {"version": "2.0.0", "sha256": sha, "activated_at": "2026-11-22T10:00:00Z",
+               "activated_by": "ci", "run_id": "20261122T100000Z-abc123"}
+    data = mf.reconciled("prod", {"blue": ["b1", "b2"], "green": ["g1"]}, "blue",
+                         {"b1": release, "b2": release, "g1": {"error": "unreachable: x"}}, [])
+    assert data["live_pool"] == "blue"
+    assert data["pools"]["blue"]["version"] == "2.0.0" and set(data["pools"]["blue"]["hosts"]) == {"b1", "b2"}
+    assert data["pools"]["green"]["version"] is None and data["pools"]["green"]["hosts"] == {}
+
+
+def test_reconciled_mixed_pool_has_no_version() -> None:
+    one = {"version": "1", "sha256": "a" * 64}
+    two = {"version": "2", "sha256": "b" * 64}
+    data = mf.reconciled("prod", {"blue": ["b1", "b2"], "green": []}, None,
+                         {"b1": one, "b2": two}, [])
+    assert data["pools"]["blue"]["version"] is None and len(data["pools"]["blue"]["hosts"]) == 2

@@ -1,0 +1,49 @@
+"""Action plugin turnout_lock: add the controller's identity, recover dead local holders.
+
+Runs the turnout_lock module on the (delegated) load balancer host. Before an acquire it
+reads the lock and, if the holder ran on THIS controller and its ansible-playbook process is
+gone (turnout.lock.holder_is_dead), asks the module to steal it by compare-and-swap on the
+holder's run id. A holder on another controller is only recovered after its TTL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    """Fill controller, pid and pid_start; turn a dead local holder into steal_run_id."""
+
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        try:
+            from turnout import lock
+        except ImportError as error:  # pragma: no cover - environment problem
+            result.update(failed=True, msg=f"turnout_lock: cannot import turnout ({error})")
+            return result
+        args = dict(self._task.args)
+        pid = os.getppid()  # the worker's parent: the ansible-playbook process
+        controller = socket.gethostname()
+        args.setdefault("controller", controller)
+        args.setdefault("pid", pid)
+        args.setdefault("pid_start", lock.process_start(pid))
+        if args.get("op") == "acquire" and "steal_run_id" not in args:
+            read = self._execute_module(module_name="turnout_lock",
+                                        module_args={"op": "read", **({"path": args["path"]}
+                                                     if "path" in args else {})},
+                                        task_vars=task_vars)
+            if read.get("failed") or read.get("unreachable"):
+                result.update(read)
+                return result
+            holder = read.get("holder")
+            if lock.holder_is_dead(holder, controller):
+                args["steal_run_id"] = holder["run_id"]
+        result.update(self._execute_module(module_name="turnout_lock", module_args=args,
+                                           task_vars=task_vars))
+        return result

@@ -1,0 +1,251 @@
+"""The fleet-wide deploy lock: one JSON file on the load balancer host.
+
+``/var/lib/turnout/deploy.lock`` holds who runs a deploy or rollback on an environment
+(owner, run id, action, version, env, controller host and pid, started and heartbeat times).
+Every controller (a workstation, Jenkins, AWX) sees it because it lives on the fleet.
+
+This module is shipped to the load balancer by the ``turnout_lock`` module (through
+``plugins/module_utils/turnout_lock.py``, a symlink to this file), so it is stdlib only and
+runs on the hosts' Python (3.11 on Debian 12). :func:`decide` is the whole policy and is
+pure; :func:`apply` does the I/O: an exclusive ``flock`` on the lock's directory for every
+read-compare-write, and ``link(2)`` of a fully written temporary file so the lock file
+appears atomically with its content (a crash never leaves a half-written lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+LOCK_PATH = "/var/lib/turnout/deploy.lock"
+DEFAULT_TTL_S = 900
+MIN_TTL_S = 30
+MAX_TTL_S = 86400
+OPS = ("read", "acquire", "heartbeat", "release", "break")
+ACTIONS = ("deploy", "rollback", "promote")
+FIELDS = ("owner", "run_id", "action", "version", "env", "controller", "pid", "pid_start",
+          "started_at", "heartbeat_at")
+HELD_MARKER = "deploy lock held"
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,127}$")
+_TS = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class LockError(Exception):
+    """A lock request that cannot be carried out (bad arguments, unreadable file)."""
+
+
+@dataclass
+class Decision:
+    """What to do with the lock file: write ``record``, remove it, or nothing; and why."""
+
+    op: str  # write | remove | none | refuse
+    record: dict[str, Any] | None = None
+    changed: bool = False
+    warnings: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+def format_ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TS)
+
+
+def parse_ts(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, _TS).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The lock file's JSON; an unreadable lock is kept as held by an unknown owner."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+        return {"owner": "unknown (unreadable lock file)", "run_id": "?", "corrupt": True}
+    return {key: data.get(key) for key in FIELDS}
+
+
+def describe(holder: dict[str, Any]) -> str:
+    """One line naming a holder: owner, run, action/version, controller pid, since when."""
+    what = " ".join(str(holder[k]) for k in ("action", "version") if holder.get(k))
+    where = f"pid {holder.get('pid')} on {holder.get('controller')}" \
+        if holder.get("controller") else "unknown controller"
+    return (f"{holder.get('owner') or 'unknown'} (run {holder.get('run_id')}"
+            f"{', ' + what if what else ''}, {where}, since {holder.get('started_at') or '?'}, "
+            f"heartbeat {holder.get('heartbeat_at') or '?'})")
+
+
+def check_request(request: dict[str, Any]) -> None:
+    """Reject malformed requests before anything is read or written (one line each)."""
+    op = request.get("op")
+    if op not in OPS:
+        raise LockError(f"op must be one of {', '.join(OPS)} (got {op!r})")
+    if op in ("read", "break"):
+        return
+    for key in ("run_id", "owner", "env", "controller"):
+        value = request.get(key)
+        if not isinstance(value, str) or not _TOKEN.match(value):
+            raise LockError(f"{key} must be 1-128 letters, digits or _.:@+/- (got {value!r})")
+    if op == "acquire" and request.get("action") not in ACTIONS:
+        raise LockError(f"action must be one of {', '.join(ACTIONS)} "
+                        f"(got {request.get('action')!r})")
+    ttl = request.get("ttl_s", DEFAULT_TTL_S)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL_S <= ttl <= MAX_TTL_S:
+        raise LockError(f"ttl_s must be a whole number of seconds from {MIN_TTL_S} to "
+                        f"{MAX_TTL_S} (got {ttl!r})")
+
+
+def decide(current: dict[str, Any] | None, request: dict[str, Any], now: datetime) -> Decision:
+    """Pure policy. ``current`` is the parsed lock (None when free); ``request`` has ``op``,
+    the caller's identity, ``ttl_s`` and ``steal_run_id`` (the run id of a holder the caller
+    found dead: stealing is a compare-and-swap on that id)."""
+    check_request(request)
+    op, stamp = request["op"], format_ts(now)
+    if op == "read":
+        return Decision("none", current)
+    if op == "break":
+        if current is None:
+            return Decision("none", None, message="the deploy lock was not held")
+        return Decision("remove", current, changed=True,
+                        message=f"removed the deploy lock of {describe(current)}")
+    mine = current is not None and current.get("run_id") == request["run_id"]
+    if op == "heartbeat":
+        if not mine:
+            held = describe(current) if current else "nobody"
+            return Decision("refuse", current, message=f"run {request['run_id']} lost the deploy "
+                            f"lock (now held by {held}); stop and check the fleet")
+        return Decision("write", {**current, "heartbeat_at": stamp}, changed=True)
+    if op == "release":
+        if current is None:
+            return Decision("none", None, message="the deploy lock was already free")
+        if not mine:
+            return Decision("none", current, warnings=[
+                f"deploy lock now belongs to {describe(current)}; left it in place"])
+        return Decision("remove", current, changed=True, message="released the deploy lock")
+    # acquire
+    record = {key: request.get(key) for key in FIELDS}
+    record.update(started_at=stamp, heartbeat_at=stamp)
+    if current is None:
+        return Decision("write", record, changed=True, message="acquired the deploy lock")
+    if mine:
+        return Decision("write", {**current, "heartbeat_at": stamp}, changed=True,
+                        message="already held by this run")
+    if current.get("corrupt"):
+        return Decision("refuse", current, message=(
+            f"{HELD_MARKER}: the lock file {LOCK_PATH} is unreadable; check no deploy runs, "
+            f"then run 'invoke unlock --env {request['env']}'"))
+    steal = request.get("steal_run_id")
+    if steal and steal == current.get("run_id"):
+        return Decision("write", record, changed=True, message="acquired the deploy lock",
+                        warnings=[f"recovered a stale deploy lock: its holder is gone "
+                                  f"({describe(current)})"])
+    beat = parse_ts(current.get("heartbeat_at")) or parse_ts(current.get("started_at"))
+    ttl = request.get("ttl_s", DEFAULT_TTL_S)
+    if beat is None or (now - beat).total_seconds() > ttl:
+        return Decision("write", record, changed=True, message="acquired the deploy lock",
+                        warnings=[f"recovered an expired deploy lock: no heartbeat for more "
+                                  f"than {ttl}s ({describe(current)})"])
+    return Decision("refuse", current, message=(
+        f"{HELD_MARKER} by {describe(current)}; wait for it to finish or, if it is gone, "
+        f"run 'invoke unlock --env {request['env']}'"))
+
+
+def holder_is_dead(holder: dict[str, Any] | None, controller: str,
+                   alive: Any = None) -> bool:
+    """True when the holder ran on ``controller`` (this machine) and its process is gone.
+
+    ``alive(pid, pid_start)`` answers whether that process still runs (default: /proc)."""
+    if not holder or holder.get("corrupt") or holder.get("controller") != controller:
+        return False
+    pid = holder.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    return not (alive or process_alive)(pid, holder.get("pid_start"))
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_alive(pid: int, pid_start: Any = None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid_start is None or process_start(pid) in (None, str(pid_start))
+
+
+@contextlib.contextmanager
+def _dir_lock(directory: str):
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return parse(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: str, record: dict[str, Any], exclusive: bool) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".deploy.lock.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o640)
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, path)  # fails with FileExistsError if someone else got there first
+        else:
+            os.replace(tmp, path)
+            tmp = ""
+    finally:
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def apply(request: dict[str, Any], path: str = LOCK_PATH,
+          now: datetime | None = None) -> tuple[Decision, dict[str, Any] | None]:
+    """Carry out one request on the lock file; return the decision and the previous holder."""
+    check_request(request)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    with _dir_lock(directory):
+        current = _read(path)
+        decision = decide(current, request, now or datetime.now(UTC))
+        if decision.op == "write":
+            _write(path, decision.record or {}, exclusive=current is None)
+        elif decision.op == "remove":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return decision, current
