@@ -91,9 +91,13 @@ previous:
   description: The lock record before the operation.
   type: dict
   returned: always
-warnings:
-  description: Recovered stale locks and other notes.
+lock_warnings:
+  description: Recovered stale locks and other notes (also emitted as warnings).
   type: list
+  returned: always
+lock_ok:
+  description: False when the request was refused (the lock is held by another run).
+  type: bool
   returned: always
 """
 
@@ -127,7 +131,8 @@ def main() -> None:
     for warning in decision.warnings:
         module.warn(warning)
     result = {"changed": decision.changed, "holder": decision.record, "previous": previous,
-              "msg": decision.message, "lock_warnings": decision.warnings}
+              "msg": decision.message, "lock_warnings": decision.warnings,
+              "lock_ok": decision.op != "refuse"}
     if decision.op == "refuse":
         module.fail_json(**result)
     module.exit_json(**result)

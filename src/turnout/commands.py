@@ -45,7 +45,7 @@ def _lock_refusal(result: runner.RunResult) -> str | None:
     """The playbook's one-line 'deploy lock held' refusal, if that is why the run failed."""
     for message in result.failure_messages:
         if lock.HELD_MARKER in message:
-            return message.split(": ", 1)[-1].split("turnout: ", 1)[-1]
+            return message[message.index(lock.HELD_MARKER):].strip()
     return None
 
 

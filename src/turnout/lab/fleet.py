@@ -457,3 +457,51 @@ def ssh_argv(config: LabConfig, host_name: str, command: str | None = None) -> l
     if command:
         argv.append(command)
     return argv
+
+
+def power_off(config: LabConfig, host_name: str, deadline_s: float = 20.0) -> None:
+    """Pull the plug on one lab host (SIGKILL to its nspawn): no shutdown, disk kept.
+
+    For failure drills; :func:`power_on` boots it again from the same overlay.
+    """
+    require_root()
+    host = config.host(host_name)
+    record = _load_state(config).get("hosts", {}).get(host_name) or {}
+    pid = record.get("pid") or 0
+    if not _pid_is_host(pid, host.machine):
+        return
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + deadline_s
+    while _pid_is_host(pid, host.machine):
+        if time.monotonic() > deadline:
+            raise TurnoutError(f"lab host {host_name} (pid {pid}) did not stop in {deadline_s}s")
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+
+
+def power_on(config: LabConfig, host_name: str) -> None:
+    """Boot a host stopped by :func:`power_off` with its disk as it was; wait for SSH."""
+    require_root()
+    host = config.host(host_name)
+    state = _load_state(config)
+    record = state.get("hosts", {}).get(host_name)
+    if record is None:
+        raise TurnoutError(f"lab host {host_name} was never booted: run 'invoke lab.up'")
+    if _pid_is_host(record.get("pid"), host.machine):
+        return
+    root = Path(record["root"])
+    if not _is_mountpoint(root):
+        host_dir = config.host_dir(host_name)
+        _run(["mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={base.ensure_base()},upperdir={host_dir / 'upper'},"
+              f"workdir={host_dir / 'work'}", str(root)])
+    veth = f"vb-{host.machine}"
+    deadline = time.monotonic() + 10
+    while _link_exists(veth) and time.monotonic() < deadline:  # the old veth goes with its netns
+        time.sleep(0.05)
+    record["pid"] = _boot(config, host, root)
+    _save_state(config, state)
+    _wait_for_ssh(config, host, time.monotonic() + BOOT_DEADLINE_S)
