@@ -168,6 +168,9 @@ def load_environment(name: str, root: Path) -> Environment:
         merged.update(host_vars.get(name_, {}))
         merged.update(_vars_file(directory / "host_vars", name_))
         port = merged.get("ansible_port")
+        if port is not None and not (str(port).isdigit() and 0 < int(str(port)) < 65536):
+            raise InputError(f"{hosts_file}: {name_}: ansible_port must be a port number "
+                             f"1-65535 (got {port!r})")
         return Host(
             name=name_,
             address=str(merged.get("ansible_host", name_)),
