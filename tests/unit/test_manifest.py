@@ -593,7 +593,8 @@ def test_reconciled_rebuilds_pools_from_release_json() -> None:
     data = mf.reconciled("prod", {"blue": ["b1", "b2"], "green": ["g1"]}, "blue",
                          {"b1": release, "b2": release, "g1": {"error": "unreachable: x"}}, [])
     assert data["live_pool"] == "blue"
-    assert data["pools"]["blue"]["version"] == "2.0.0" and set(data["pools"]["blue"]["hosts"]) == {"b1", "b2"}
+    assert data["pools"]["blue"]["version"] == "2.0.0"
+    assert set(data["pools"]["blue"]["hosts"]) == {"b1", "b2"}
     assert data["pools"]["green"]["version"] is None and data["pools"]["green"]["hosts"] == {}
 
 

@@ -95,7 +95,8 @@ CASES = [
     # --env
     Case("env with a path", ["deploy", "--env", "../lab", "--version", GOOD], "environment"),
     Case("env with capitals and !", ["deploy", "--env", "Prod!", "--version", GOOD], "environment"),
-    Case("env that does not exist", ["deploy", "--env", "nosuchenv", "--version", GOOD], "nosuchenv"),
+    Case("env that does not exist", ["deploy", "--env", "nosuchenv", "--version", GOOD],
+         "nosuchenv"),
     Case("rollback env with a space", ["rollback", "--env", "a b"], "environment"),
     Case("status env with a shell char", ["status", "--env", "lab;id"], "environment"),
     Case("unlock env with a path", ["unlock", "--env", "../../etc", "--yes"], "environment"),
@@ -107,9 +108,11 @@ CASES = [
     Case("version empty", ["deploy", "--env", "ENV", "--version", ""], "version"),
     Case("version too long", ["deploy", "--env", "ENV", "--version", "1" * 65], "version"),
     Case("version with a newline", ["deploy", "--env", "ENV", "--version", "1.0\nx"], "version"),
-    Case("version not built", ["deploy", "--env", "ENV", "--version", "8.8.8-never"], "8.8.8-never"),
+    Case("version not built", ["deploy", "--env", "ENV", "--version", "8.8.8-never"],
+         "8.8.8-never"),
     Case("build version with space", ["build", "--version", "1 2"], "version"),
-    Case("build broken kind", ["build", "--version", "7.7.7-bad", "--broken", "nonsense"], "broken"),
+    Case("build broken kind", ["build", "--version", "7.7.7-bad", "--broken", "nonsense"],
+         "broken"),
     # pools, formats, paths, numbers
     Case("smoke pool red", ["smoke", "--env", "ENV", "--pool", "red"], "--pool"),
     Case("smoke pool with ;", ["smoke", "--env", "ENV", "--pool", "blue;id"], "--pool"),

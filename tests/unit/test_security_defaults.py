@@ -1,0 +1,71 @@
+"""Security defaults that need no lab: host key checking everywhere, safe role defaults."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import yaml
+
+from turnout import runner
+
+REPO = Path(__file__).resolve().parents[2]
+WEAK = ("stricthostkeychecking=no", "stricthostkeychecking no", "userknownhostsfile=/dev/null",
+        "userknownhostsfile /dev/null", "accept-new")
+
+
+def _inventory_files() -> list[Path]:
+    files = [*REPO.glob("inventories/*/hosts.yml"), *REPO.glob("inventories/*/hosts.yml.example"),
+             *REPO.glob("inventories/*/group_vars/**/*.yml"),
+             *REPO.glob("inventories/*/host_vars/**/*.yml")]
+    return sorted(p for p in files if p.is_file())
+
+
+def test_every_environment_has_an_inventory_example_or_generated_lab() -> None:
+    for env in ("staging", "prod"):
+        example = REPO / "inventories" / env / "hosts.yml.example"
+        data = yaml.safe_load(example.read_text())
+        children = data["all"]["children"]
+        assert children["lb"]["hosts"] and children["app"]["children"]["blue"]["hosts"]
+        assert (REPO / "inventories" / env / "group_vars" / "all.yml").is_file()
+
+
+def test_host_key_checking_is_on_in_every_inventory() -> None:
+    files = _inventory_files()
+    assert any("staging" in str(p) for p in files) and any("prod" in str(p) for p in files)
+    for path in files:
+        text = path.read_text().lower()
+        for weak in WEAK:
+            assert weak not in text, f"{path} turns host key checking off ({weak})"
+        data = yaml.safe_load(text) or {}
+        flat = yaml.safe_dump(data).lower()
+        assert "ansible_host_key_checking: false" not in flat, path
+        assert "host_key_checking: false" not in flat, path
+
+
+def test_ansible_cfg_and_runner_keep_host_key_checking_on() -> None:
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "ansible.cfg")
+    assert cfg.getboolean("defaults", "host_key_checking") is True
+    assert runner.BASE_ENV["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert all(w not in cfg.get("ssh_connection", "ssh_args").lower() for w in WEAK)
+
+
+def test_role_defaults_are_private_by_default() -> None:
+    haproxy = yaml.safe_load((REPO / "roles/haproxy/defaults/main.yml").read_text())
+    assert str(haproxy["haproxy_stats_bind"]).startswith("127.0.0.1:")
+    template = (REPO / "roles/haproxy/templates/haproxy.cfg.j2").read_text()
+    assert "stats socket /run/haproxy/admin.sock mode 600 level admin" in template
+    app = yaml.safe_load((REPO / "roles/app_release/defaults/main.yml").read_text())
+    assert app["app_release_user"] not in ("root", "", None)
+
+
+def test_sha256_is_checked_on_the_host_before_the_release_is_unpacked() -> None:
+    stage = yaml.safe_load((REPO / "roles/app_release/tasks/stage.yml").read_text())
+    names = [task["name"] for task in stage]
+    check = names.index("app_release | refuse an artifact whose sha256 does not match")
+    unpack = next(i for i, t in enumerate(stage) if "ansible.builtin.unarchive" in t
+                  or "unarchive" in str(t.get("name", "")) or "extract" in str(t.get("name", "")))
+    assert check < unpack, names
+    deploy = (REPO / "roles/app_release/tasks/deploy.yml").read_text()
+    assert deploy.index("stage") < deploy.index("activate")
