@@ -156,6 +156,12 @@ CASES = [
     Case("playbook lock ttl not a number", ["PLAYBOOK", "deploy", "-e", f"turnout_version={GOOD}",
                                             "-e", "turnout_lock_ttl_s=soon"], "ttl_s"),
     Case("playbook smoke pool red", ["PLAYBOOK", "smoke", "-e", "turnout_pool=red"], "red"),
+    Case("playbook hook file missing", ["PLAYBOOK", "deploy", "-e", f"turnout_version={GOOD}",
+                                        "-e", "app_release_before_stage=/nonexistent/hook.yml"],
+         "hook task file not found"),
+    Case("playbook hook path traversal", ["PLAYBOOK", "deploy", "-e", f"turnout_version={GOOD}",
+                                          "-e", "app_release_after_activate=../../etc/shadow.yml"],
+         "hook task file not found"),
 ]
 
 
