@@ -459,26 +459,41 @@ def ssh_argv(config: LabConfig, host_name: str, command: str | None = None) -> l
     return argv
 
 
+def _host_pids(machine: str) -> set[int]:
+    """Every process in the host's cgroups: nspawn, the container's init and all below it."""
+    pids: set[int] = set()
+    for directory in _cgroup_dirs(machine):
+        for procs in directory.rglob("cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except (OSError, ValueError):
+                continue
+    return pids
+
+
 def power_off(config: LabConfig, host_name: str, deadline_s: float = 20.0) -> None:
-    """Pull the plug on one lab host (SIGKILL to its nspawn): no shutdown, disk kept.
+    """Pull the plug on one lab host: SIGKILL to nspawn AND every process of the container
+    (killing nspawn alone leaves the container running). No shutdown; its disk is kept.
 
     For failure drills; :func:`power_on` boots it again from the same overlay.
     """
     require_root()
     host = config.host(host_name)
-    record = _load_state(config).get("hosts", {}).get(host_name) or {}
-    pid = record.get("pid") or 0
-    if not _pid_is_host(pid, host.machine):
-        return
-    os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + deadline_s
-    while _pid_is_host(pid, host.machine):
+    while pids := _host_pids(host.machine):
         if time.monotonic() > deadline:
-            raise TurnoutError(f"lab host {host_name} (pid {pid}) did not stop in {deadline_s}s")
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+            raise TurnoutError(f"lab host {host_name} still has processes {sorted(pids)[:5]} "
+                               f"after {deadline_s}s")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap nspawn if it is our child
+            except ChildProcessError:
+                pass
         time.sleep(0.05)
 
 
