@@ -108,7 +108,7 @@ def test_vault_secret_never_leaks(secure, tmp_path):
     # the secrets are really usable by the run (this output is not one of those checked)
     shown = subprocess.run([str(BIN / "ansible"), "blue1", "-i", str(env / "hosts.yml"), "-m",
                             "ansible.builtin.debug", "-a",
-                            "msg={{ app_db_url }} {{ turnout_api_token }}"],
+                            'msg="{{ app_db_url }} {{ turnout_api_token }}"'],
                            capture_output=True, text=True, cwd=REPO, timeout=120,
                            env={**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(password)})
     assert SECRET in shown.stdout and FILE_SECRET in shown.stdout, shown.stdout + shown.stderr
