@@ -173,6 +173,30 @@ def run_module(inventory: Path, pattern: str, module: str, module_args: str = ""
     return _run(inventory, envvars, kwargs, on_line, True)
 
 
+SHIM = """#!/bin/sh
+# turnout: the playbook dies with the process that started it. ansible-runner's pexpect puts
+# ansible-playbook in its own session, so killing the caller's process group would leave it
+# running (holding the deploy lock); PR_SET_PDEATHSIG makes the kernel kill it instead.
+exec setpriv --pdeathsig KILL -- {target} "$@"
+"""
+
+
+def with_parent_death_shim(envvars: dict[str, str], shim_dir: Path) -> dict[str, str]:
+    """Put ansible/ansible-playbook wrappers first on PATH that die with their parent."""
+    if shutil.which("setpriv") is None:  # util-linux; present on every Debian system
+        return envvars
+    shim_dir.mkdir(parents=True, exist_ok=True)
+    search = envvars.get("PATH", os.defpath)
+    for name in ("ansible-playbook", "ansible"):
+        target = shutil.which(name, path=search)
+        if target is None:
+            continue
+        shim = shim_dir / name
+        shim.write_text(SHIM.format(target=target))
+        shim.chmod(0o755)
+    return {**envvars, "PATH": os.pathsep.join([str(shim_dir), search])}
+
+
 def _run(inventory: Path, envvars: dict[str, str], kwargs: dict[str, Any],
          on_line: Callable[[str], None] | None, quiet: bool) -> RunResult:
     import ansible_runner  # imported here: it is slow to import and only needed to act
@@ -191,6 +215,7 @@ def _run(inventory: Path, envvars: dict[str, str], kwargs: dict[str, Any],
         return True  # ansible-runner drops events whose handler returns False
 
     private = Path(tempfile.mkdtemp(prefix="turnout-run-"))
+    envvars = with_parent_death_shim(envvars, private / "bin")
     try:
         result = ansible_runner.run(
             private_data_dir=str(private), project_dir=str(REPO_ROOT),
