@@ -35,7 +35,7 @@ BASE_ENV = {
 # Variables passed through from the caller's environment (secrets stay in the environment).
 PASSTHROUGH_ENV = ("ANSIBLE_VAULT_PASSWORD_FILE", "SSH_AUTH_SOCK", "TURNOUT_BY", "USER", "HOME",
                    "PATH", "TURNOUT_INVENTORIES", "ANSIBLE_CALLBACKS_ENABLED",
-                   "ANSIBLE_SSH_CONTROL_PATH_DIR")
+                   "ANSIBLE_SSH_CONTROL_PATH_DIR", "TURNOUT_PROFILE_FILE")
 
 
 @dataclass(frozen=True)
