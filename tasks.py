@@ -173,10 +173,13 @@ BENCH_HELP = {
     "quick": "small run: 1 host per pool, one repeat each (what CI runs)",
     "name": "lab name for the benchmark (default 'b'; env TURNOUT_BENCH_LAB)",
     "subnet": "private /24 for it (default 10.231.4.0/24; env TURNOUT_BENCH_SUBNET)",
+    "sizes": "app hosts per pool to measure deploys at, e.g. 1,10 (default 1,3,5,10; quick: 1)",
+    "output": "directory for <date>.json/.md/.png (default bench/results)",
 }
 
 
-def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str) -> None:
+def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: str,
+           sizes: str) -> None:
     from turnout import bench, bench_runner  # imported on use: matplotlib is slow to import
 
     chosen = [p for p in parts if not quick or p in bench.QUICK_PARTS] if len(parts) > 1 \
@@ -185,6 +188,8 @@ def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str) -> None:
         chosen, quick,
         name or os.environ.get("TURNOUT_BENCH_LAB", "b"),
         subnet or os.environ.get("TURNOUT_BENCH_SUBNET", "10.231.4.0/24"),
+        sizes=[cli.int_option(s, "--sizes", 1, 10) for s in sizes.split(",")] if sizes else None,
+        out_dir=Path(output).resolve() if output else bench_runner.RESULTS,
         command="invoke " + " ".join(sys.argv[1:]))
     print(path.with_suffix(".md").read_text())
     cli.say(f"bench: wrote {path} (+ .md, .png)")
@@ -193,8 +198,9 @@ def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str) -> None:
 def _bench_task(parts: tuple[str, ...], doc: str):
     @task(help=BENCH_HELP)
     @cli.guarded
-    def bench_part(c: Context, quick: bool = False, name: str = "", subnet: str = "") -> None:
-        _bench(parts, quick, name, subnet)
+    def bench_part(c: Context, quick: bool = False, name: str = "", subnet: str = "",
+                   output: str = "", sizes: str = "") -> None:
+        _bench(parts, quick, name, subnet, output, sizes)
 
     bench_part.__doc__ = doc
     bench_part.body.__doc__ = doc

@@ -17,11 +17,11 @@ requirements:
   - TURNOUT_PROFILE_FILE in the environment (nothing is written without it)
 """
 
-import json
-import os
-import time
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
 
-from ansible.plugins.callback import CallbackBase
+from ansible.plugins.callback import CallbackBase  # noqa: E402
 
 
 class CallbackModule(CallbackBase):

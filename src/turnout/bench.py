@@ -299,7 +299,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines.append(f"- ansible-core {machine.get('ansible_core', '?')}, "
                  f"load generator {machine.get('load_tool', '?')}")
     lines.append(f"- command: `{results.get('command', '?')}`")
-    lines += ["", "## Targets", "", "| target | goal | measured | met |", "| --- | --- | --- | --- |"]
+    lines += ["", "## Targets", "", "| target | goal | measured | met |",
+              "| --- | --- | --- | --- |"]
     for target in evaluate_targets(results):
         met = "-" if target.met is None else ("yes" if target.met else "**no**")
         lines.append(f"| {target.name} | {target.goal} | {target.measured} | {met} |")
@@ -325,8 +326,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += ["", "## Rollback", "",
                   f"- `invoke rollback`: median {_fmt(_get(rollback, 'invoke_s', 'median'))} s "
                   f"(n={_get(rollback, 'invoke_s', 'n')})",
-                  f"- flip alone (Runtime API): see Flip; the rest is Ansible start-up, discovery "
-                  f"and the smoke test; slowest tasks:"]
+                  "- flip alone (Runtime API): see Flip; the rest is Ansible start-up, discovery "
+                  "and the smoke test; slowest tasks:"]
         for row in rollback.get("profile_top") or []:
             lines.append(f"  - {row['task']}: {row['seconds']} s")
     load = results.get("load")

@@ -29,7 +29,7 @@ from turnout import bench
 from turnout.artifact import find_artifact
 from turnout.errors import InputError
 from turnout.lab import fleet
-from turnout.lab.config import LabConfig, ssh_options
+from turnout.lab.config import LabConfig, inventory, ssh_options
 from turnout.probe import TrafficProbe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,11 +158,9 @@ def _write_subset(lab: BenchLab, size: int) -> str:
     env_dir.mkdir(parents=True, exist_ok=True)
     if not (env_dir / "group_vars").exists():
         (env_dir / "group_vars").symlink_to(REPO / "inventories" / "lab" / "group_vars")
-    data = yaml.safe_load(lab.hosts_file(lab.full_env).read_text())
-    for pool in ("blue", "green"):
-        hosts = data["all"]["children"][pool]["hosts"]
-        data["all"]["children"][pool]["hosts"] = {
-            h: v for h, v in hosts.items() if int(h.removeprefix(pool)) <= size}
+    subset = LabConfig(name=lab.config.name, subnet=lab.config.subnet, app_hosts=size,
+                       state_root=lab.config.state_root)
+    data = inventory(subset)  # the same hosts, addresses and keys, fewer app hosts
     (env_dir / "hosts.yml").write_text(yaml.safe_dump(data, sort_keys=False))
     return name
 
@@ -338,15 +336,31 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
+def _mitogen_env() -> dict[str, str] | None:
+    """Mitogen's strategy, when it is installed in this venv (optional, never locked)."""
+    try:
+        import ansible_mitogen  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
 def part_tuning(lab: BenchLab, env_name: str) -> dict[str, Any]:
     variants: dict[str, Any] = {}
-    for name, env in TUNING_VARIANTS.items():
+    chosen = dict(TUNING_VARIANTS)
+    mitogen = _mitogen_env()
+    if mitogen:
+        chosen["mitogen (tuned + mitogen_linear)"] = mitogen
+    for name, env in chosen.items():
         version = next(lab.versions)
         art = _artifact_vars(version)
         timed = playbook(lab, env_name, REPO / "playbooks" / "deploy.yml",
                          {"turnout_version": version, "turnout_artifact": art["bench_artifact"],
                           "turnout_artifact_sha256": art["bench_sha256"]}, env=env)
         variants[name] = {"seconds": timed.seconds, "rc": timed.rc, "env": env}
+        if timed.rc != 0:
+            variants[name]["output"] = timed.output[-1200:]
         say(f"tuning: {name}: {timed.seconds}s (rc {timed.rc})")
     gather = _timed([str(BIN / "ansible"), "-i", str(lab.hosts_file(env_name)), "all",
                      "-m", "ansible.builtin.setup"],
@@ -417,7 +431,8 @@ def _machine() -> dict[str, Any]:
             "kernel": platform.release(), "load_tool": shutil.which("hey") and "hey"}
 
 
-def run(parts: list[str], quick: bool, name: str, subnet: str, out_dir: Path = RESULTS,
+def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] | None = None,
+        out_dir: Path = RESULTS,
         command: str = "", on_lab: Callable[[BenchLab], None] | None = None) -> Path:
     """Run the parts on a freshly booted lab; write <date>.json/.md/.png; return the JSON."""
     unknown = [p for p in parts if p not in bench.PARTS]
@@ -427,7 +442,7 @@ def run(parts: list[str], quick: bool, name: str, subnet: str, out_dir: Path = R
     if not shutil.which("hey"):
         raise InputError("hey (the load generator) is missing: run 'make deps'")
     fleet.require_root()
-    sizes = list(bench.QUICK_SIZES if quick else bench.FULL_SIZES)
+    sizes = sorted(set(sizes or (bench.QUICK_SIZES if quick else bench.FULL_SIZES)))
     started = datetime.now(UTC)
     results = bench.new_results(started, quick, parts, sizes, _machine())
     results["command"] = command
