@@ -201,30 +201,32 @@ def _deploy(lab: BenchLab, env_name: str, env: dict[str, str] | None = None) -> 
 # --- the parts ------------------------------------------------------------------------------
 
 def part_deploy_scaling(lab: BenchLab, sizes: list[int]) -> list[dict[str, Any]]:
+    """One blue-green deploy per size (two at the largest, so both pools end up complete)."""
     rows = []
     for size in sizes:
         env_name = _write_subset(lab, size)
         say(f"deploy scaling: {size}+{size} hosts, provisioning")
         _check("provision", invoke(lab, "provision", "--env", env_name))
-        _, first = _deploy(lab, env_name)
-        _, second = _deploy(lab, env_name)
-        rows.append({"hosts_per_pool": size, "first_deploy_s": first.seconds,
-                     "deploy_s": second.seconds, "rc": second.rc, "loadavg": os.getloadavg()})
-        say(f"deploy scaling: {size}+{size}: {first.seconds}s then {second.seconds}s")
+        runs = [_deploy(lab, env_name)[1]]
+        if size == sizes[0] or size == sizes[-1]:
+            runs.append(_deploy(lab, env_name)[1])
+        rows.append({"hosts_per_pool": size,
+                     "first_deploy_s": runs[0].seconds if len(runs) > 1 else None,
+                     "deploy_s": runs[-1].seconds, "rc": runs[-1].rc,
+                     "loadavg": [round(x, 2) for x in os.getloadavg()]})
+        say(f"deploy scaling: {size}+{size}: {[r.seconds for r in runs]} s")
     return rows
 
 
 def _ensure_both_pools(lab: BenchLab, env_name: str) -> None:
-    """Leave the lab with a live pool and a warm idle pool holding the previous release."""
-    hosts = yaml.safe_load(lab.hosts_file(env_name).read_text())
+    """Leave the lab with a live pool and a complete warm idle pool (the previous release)."""
     manifest = lab.root / env_name / "manifest.yml"
-    deployed = manifest.exists() and len((yaml.safe_load(manifest.read_text()) or {})
-                                         .get("history") or []) >= 2
-    if not deployed:
+    history = (yaml.safe_load(manifest.read_text()) or {}).get("history") or [] \
+        if manifest.exists() else []
+    if len(history) < 2:
         _check("provision", invoke(lab, "provision", "--env", env_name))
-        _deploy(lab, env_name)
-        _deploy(lab, env_name)
-    del hosts
+        for _ in range(2 - len(history)):
+            _deploy(lab, env_name)
 
 
 def _current_versions(lab: BenchLab) -> dict[str, str]:
@@ -329,7 +331,6 @@ def part_overhead(lab: BenchLab, env_name: str) -> dict[str, Any]:
 
 
 TUNING_VARIANTS: dict[str, dict[str, str]] = {
-    "tuned": {},  # the repository's ansible.cfg: pipelining, ControlPersist 60s, forks 25
     "no pipelining": {"ANSIBLE_PIPELINING": "False"},
     "no ControlPersist": {"ANSIBLE_SSH_ARGS": "-o ControlMaster=no -o ServerAliveInterval=10"},
     "forks 5 (ansible default)": {"ANSIBLE_FORKS": "5"},
@@ -346,8 +347,19 @@ def _mitogen_env() -> dict[str, str] | None:
     return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
-def part_tuning(lab: BenchLab, env_name: str) -> dict[str, Any]:
+def part_tuning(lab: BenchLab, env_name: str, tuned_s: float | None) -> dict[str, Any]:
+    """Bare ansible-playbook deploys with one tuning switched off at a time; "tuned" is the
+    repository's ansible.cfg (pipelining, ControlPersist 60s, forks 25), from the overhead part
+    when it ran."""
     variants: dict[str, Any] = {}
+    if tuned_s is None:
+        version = next(lab.versions)
+        art = _artifact_vars(version)
+        tuned_s = _check("ansible-playbook deploy.yml", playbook(
+            lab, env_name, REPO / "playbooks" / "deploy.yml",
+            {"turnout_version": version, "turnout_artifact": art["bench_artifact"],
+             "turnout_artifact_sha256": art["bench_sha256"]})).seconds
+    variants["tuned"] = {"seconds": tuned_s, "rc": 0, "env": {}}
     chosen = dict(TUNING_VARIANTS)
     mitogen = _mitogen_env()
     if mitogen:
@@ -423,6 +435,22 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _write(results: dict[str, Any], stem: Path, plot: bool) -> None:
+    """results -> <stem>.json and .md (and .png); derived ratios and targets recomputed."""
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    results["derived"] = bench.derived(results)
+    results["targets"] = [vars(t) for t in bench.evaluate_targets(results)]
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(bench.render_markdown(results))
+    if plot:
+        try:
+            write_plot(results, stem.with_suffix(".png"))
+        except Exception as exc:  # a plot must never lose the measurements
+            say(f"plot not written: {exc}")
+
+
 def _machine() -> dict[str, Any]:
     import ansible.release
 
@@ -446,6 +474,7 @@ def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] 
     started = datetime.now(UTC)
     results = bench.new_results(started, quick, parts, sizes, _machine())
     results["command"] = command
+    stem = out_dir / bench.results_name(started, quick)
     workdir = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
     lab = boot(name, subnet, max(sizes), workdir)
     lab.versions = _versions(started.strftime("%H%M%S"))
@@ -458,10 +487,11 @@ def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] 
         _ensure_both_pools(lab, big)
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("flip", lambda: part_flip(lab, 1 if quick else FLIP_REPEATS)),
-            ("rollback", lambda: part_rollback(lab, big, 1 if quick else 3, workdir)),
+            ("rollback", lambda: part_rollback(lab, big, 1 if quick else 2, workdir)),
             ("load", lambda: part_load(lab, big, workdir)),
             ("overhead", lambda: part_overhead(lab, big)),
-            ("tuning", lambda: part_tuning(lab, big)),
+            ("tuning", lambda: part_tuning(lab, big, (results.get("overhead") or {})
+                                           .get("playbook_s"))),
             ("baselines", lambda: part_baselines(lab, big)),
         ]
         for part, action in steps:
@@ -469,19 +499,9 @@ def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] 
                 say(f"{part} ...")
                 results[part] = action()
                 results.setdefault("loadavg", {})[part] = [round(x, 2) for x in os.getloadavg()]
+                _write(results, stem, plot=False)  # a stopped run keeps what it measured
     finally:
-        results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        results["derived"] = bench.derived(results)
-        results["targets"] = [vars(t) for t in bench.evaluate_targets(results)]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stem = out_dir / bench.results_name(started, quick)
-        stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(bench.render_markdown(results))
-        try:
-            write_plot(results, stem.with_suffix(".png"))
-        except Exception as exc:  # a plot must never lose the measurements
-            say(f"plot not written: {exc}")
+        _write(results, stem, plot=True)
         if os.environ.get("TURNOUT_KEEP_LAB") != "1":
             fleet.down(lab.config)
         shutil.rmtree(workdir, ignore_errors=True)

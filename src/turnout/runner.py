@@ -29,6 +29,8 @@ BASE_ENV = {
     "ANSIBLE_LIBRARY": str(REPO_ROOT / "plugins" / "modules"),
     "ANSIBLE_ACTION_PLUGINS": str(REPO_ROOT / "plugins" / "action"),
     "ANSIBLE_FILTER_PLUGINS": str(REPO_ROOT / "plugins" / "filter"),
+    # ansible-runner prepends its own callback dir to this; without it ansible.cfg's is lost
+    "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
