@@ -127,20 +127,28 @@ def hey_argv(url: str, rate_rps: int, workers: int, max_seconds: int,
 # --- profiles -------------------------------------------------------------------------------
 
 def top_tasks(records: Iterable[Mapping[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
-    """Per-task wall time from profile records {task, host, start, end}: a task's time is
-    from its first host starting to its last host ending (hosts run in parallel)."""
-    spans: dict[str, list[float]] = {}
-    order: list[str] = []
+    """Wall time per task name from profile records {task, host, start, end}: hosts running
+    the same task in parallel count once (overlapping spans merge); a task that runs several
+    times (e.g. discovery before and after a flip) adds up its separate runs."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    hosts: dict[str, set[str]] = {}
     for record in records:
         name = str(record.get("task") or "?")
-        start, end = float(record["start"]), float(record["end"])
-        if name not in spans:
-            spans[name] = [start, end, 0]
-            order.append(name)
-        span = spans[name]
-        span[0], span[1], span[2] = min(span[0], start), max(span[1], end), span[2] + 1
-    rows = [{"task": name, "seconds": round(spans[name][1] - spans[name][0], 3),
-             "hosts": int(spans[name][2])} for name in order]
+        spans.setdefault(name, []).append((float(record["start"]), float(record["end"])))
+        hosts.setdefault(name, set()).add(str(record.get("host")))
+    rows = []
+    for name, intervals in spans.items():
+        total, current_start, current_end = 0.0, None, None
+        for begin, finish in sorted(intervals):
+            if current_end is None or begin > current_end:
+                if current_end is not None:
+                    total += current_end - current_start
+                current_start, current_end = begin, finish
+            else:
+                current_end = max(current_end, finish)
+        total += current_end - current_start
+        rows.append({"task": name, "seconds": round(total, 3), "hosts": len(hosts[name]),
+                     "runs": len(intervals)})
     rows.sort(key=lambda row: row["seconds"], reverse=True)
     return rows[:limit]
 

@@ -68,13 +68,14 @@ def test_hey_argv_is_a_fixed_bounded_rate():
         bench.hey_argv("http://x/", 2, 4, 60)
 
 
-def test_top_tasks_takes_parallel_hosts_as_one_span():
+def test_top_tasks_takes_parallel_hosts_as_one_span_and_adds_separate_runs():
     records = [{"task": "a", "host": "h1", "start": 0.0, "end": 2.0},
                {"task": "a", "host": "h2", "start": 0.5, "end": 3.0},
-               {"task": "b", "host": "h1", "start": 3.0, "end": 3.5}]
-    assert bench.top_tasks(records) == [{"task": "a", "seconds": 3.0, "hosts": 2},
-                                        {"task": "b", "seconds": 0.5, "hosts": 1}]
-    assert bench.profile_total(records) == 3.5
+               {"task": "b", "host": "h1", "start": 3.0, "end": 3.5},
+               {"task": "b", "host": "h1", "start": 10.0, "end": 10.25}]
+    assert bench.top_tasks(records) == [{"task": "a", "seconds": 3.0, "hosts": 2, "runs": 2},
+                                        {"task": "b", "seconds": 0.75, "hosts": 1, "runs": 2}]
+    assert bench.profile_total(records) == 10.25
     assert bench.profile_total([]) == 0.0
 
 
