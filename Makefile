@@ -56,5 +56,8 @@ integration: deps ## lab integration and e2e tests only
 lint: venv ## ruff, yamllint and ansible-lint (production profile)
 	$(BIN)/ruff check src tests tasks.py plugins
 
+bench: deps ## benchmarks on a 10+10 lab vs in-place and rolling updates (docs/performance.md)
+	$(INVOKE) bench
+
 clean: ## stop the lab (keeps the cached base image)
 	-$(INVOKE) lab.down
