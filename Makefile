@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -1d /root/.pyenv/versi
 VENV := .venv
 BIN := $(VENV)/bin
 INVOKE := $(BIN)/invoke
-APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk
+APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help deps apt venv demo test unit integration lint molecule bench clean
@@ -55,6 +55,9 @@ integration: deps ## lab integration and e2e tests only
 
 lint: venv ## ruff, yamllint and ansible-lint (production profile)
 	$(BIN)/ruff check src tests tasks.py plugins
+
+bench: deps ## benchmarks on a 10+10 lab vs in-place and rolling updates (docs/performance.md)
+	$(INVOKE) bench
 
 clean: ## stop the lab (keeps the cached base image)
 	-$(INVOKE) lab.down

@@ -169,6 +169,59 @@ def report(c: Context, env: str, format: str = "table", output: str = "") -> Non
     commands.render_report(env, fmt=format, output=output or None)
 
 
+BENCH_HELP = {
+    "quick": "small run: 1 host per pool, one repeat each (what CI runs)",
+    "name": "lab name for the benchmark (default 'b'; env TURNOUT_BENCH_LAB)",
+    "subnet": "private /24 for it (default 10.231.4.0/24; env TURNOUT_BENCH_SUBNET)",
+    "sizes": "app hosts per pool to measure deploys at, e.g. 1,10 (default 1,3,5,10; quick: 1)",
+    "output": "directory for <date>.json/.md/.png (default bench/results)",
+}
+
+
+def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: str,
+           sizes: str) -> None:
+    from turnout import bench, bench_runner  # imported on use: matplotlib is slow to import
+
+    chosen = [p for p in parts if not quick or p in bench.QUICK_PARTS] if len(parts) > 1 \
+        else list(parts)
+    path = bench_runner.run(
+        chosen, quick,
+        name or os.environ.get("TURNOUT_BENCH_LAB", "b"),
+        subnet or os.environ.get("TURNOUT_BENCH_SUBNET", "10.231.4.0/24"),
+        sizes=[cli.int_option(s, "--sizes", 1, 10) for s in sizes.split(",")] if sizes else None,
+        out_dir=Path(output).resolve() if output else bench_runner.RESULTS,
+        command="invoke " + " ".join(sys.argv[1:]))
+    print(path.with_suffix(".md").read_text())
+    cli.say(f"bench: wrote {path} (+ .md, .png)")
+
+
+def _bench_task(parts: tuple[str, ...], doc: str):
+    @task(help=BENCH_HELP)
+    @cli.guarded
+    def bench_part(c: Context, quick: bool = False, name: str = "", subnet: str = "",
+                   output: str = "", sizes: str = "") -> None:
+        _bench(parts, quick, name, subnet, output, sizes)
+
+    bench_part.__doc__ = doc
+    bench_part.body.__doc__ = doc
+    return bench_part
+
+
+bench = Collection("bench")
+bench.add_task(_bench_task(("deploy_scaling", "flip", "rollback", "load", "overhead", "tuning",
+                            "baselines"),
+                           "Every benchmark on a fresh lab; writes bench/results/<date>.json, "
+                           ".md and .png."), "all", default=True)
+for _part, _doc in (
+        ("deploy_scaling", "Deploy wall time vs app hosts per pool (1, 3, 5, 10)."),
+        ("flip", "Flip latency: Runtime API set map -> every response through the LB new."),
+        ("rollback", "Wall time of 'invoke rollback', with a per-task profile."),
+        ("load", "Failed requests across a deploy and a rollback under fixed-rate hey load."),
+        ("overhead", "'invoke deploy' vs bare ansible-playbook doing the same deploy."),
+        ("tuning", "Deploy time with each Ansible tuning switched off in turn."),
+        ("baselines", "Naive in-place and serial rolling update under load, same hosts.")):
+    bench.add_task(_bench_task((_part,), _doc), _part.replace("_", "-"))
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -177,3 +230,4 @@ lab.add_task(lab_ssh, "ssh")
 
 ns = Collection(build, provision, deploy, rollback, smoke, status, report, unlock, reconcile)
 ns.add_collection(lab)
+ns.add_collection(bench)

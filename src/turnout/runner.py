@@ -29,13 +29,15 @@ BASE_ENV = {
     "ANSIBLE_LIBRARY": str(REPO_ROOT / "plugins" / "modules"),
     "ANSIBLE_ACTION_PLUGINS": str(REPO_ROOT / "plugins" / "action"),
     "ANSIBLE_FILTER_PLUGINS": str(REPO_ROOT / "plugins" / "filter"),
+    # ansible-runner prepends its own callback dir to this; without it ansible.cfg's is lost
+    "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
 # Variables passed through from the caller's environment (secrets stay in the environment).
 PASSTHROUGH_ENV = ("ANSIBLE_VAULT_PASSWORD_FILE", "SSH_AUTH_SOCK", "TURNOUT_BY", "USER", "HOME",
                    "PATH", "TURNOUT_INVENTORIES", "ANSIBLE_CALLBACKS_ENABLED",
-                   "ANSIBLE_SSH_CONTROL_PATH_DIR")
+                   "ANSIBLE_SSH_CONTROL_PATH_DIR", "TURNOUT_PROFILE_FILE")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from turnout import bench
+
+HEY_REPORT = """
+Summary:
+  Total:\t12.0034 secs
+  Slowest:\t0.2101 secs
+  Requests/sec:\t99.8
+
+Status code distribution:
+  [200]\t1190 responses
+  [503]\t5 responses
+
+Error distribution:
+  [3]\tGet "http://10.231.4.2:80/version": EOF
+  [2]\tGet "http://10.231.4.2:80/version": read tcp 10.231.4.1:5->10.231.4.2:80: \
+connection reset by peer
+"""
+
+
+def test_describe_and_empty_sample():
+    assert bench.describe([3, 1, 2]) == {"n": 3, "min": 1.0, "median": 2.0, "mean": 2.0,
+                                         "max": 3.0}
+    assert bench.describe([])["median"] is None
+
+
+def test_ratio_handles_missing_and_zero():
+    assert bench.ratio(3, 2) == 1.5
+    assert bench.ratio(None, 2) is None
+    assert bench.ratio(1, 0) is None
+
+
+def test_flip_latency_is_the_last_old_response_after_the_command():
+    samples = [(0.5, False), (1.01, False), (1.03, True), (1.02, False), (1.05, True),
+               (1.06, True)]
+    assert bench.flip_latency_s(samples, 1.0) == pytest.approx(0.02)
+
+
+def test_flip_latency_zero_when_every_later_response_is_new_and_none_without_one():
+    assert bench.flip_latency_s([(0.9, False), (1.1, True)], 1.0) == 0.0
+    assert bench.flip_latency_s([(1.1, False)], 1.0) is None
+    assert bench.flip_latency_s([(1.1, True), (1.2, False)], 1.0) is None
+
+
+def test_parse_hey_counts_statuses_and_errors():
+    result = bench.parse_hey(HEY_REPORT, rate_rps=100)
+    assert result.status == {"200": 1190, "503": 5}
+    assert result.errors == {"EOF": 3, "connection reset by peer": 2}
+    assert result.requests == 1200 and result.failed == 10
+    assert result.seconds == pytest.approx(12.0034)
+    assert result.as_dict()["failed"] == 10
+
+
+def test_parse_hey_clean_run_has_no_failures():
+    text = "Summary:\n  Total:\t2.0 secs\n\nStatus code distribution:\n  [200]\t200 responses\n"
+    result = bench.parse_hey(text)
+    assert result.failed == 0 and result.requests == 200
+
+
+def test_hey_argv_is_a_fixed_bounded_rate():
+    argv = bench.hey_argv("http://10.0.0.2:80/version", 100, 4, 60)
+    assert argv == ["hey", "-z", "60s", "-c", "4", "-q", "25", "-t", "5",
+                    "http://10.0.0.2:80/version"]
+    with pytest.raises(ValueError):
+        bench.hey_argv("http://x/", 2, 4, 60)
+
+
+def test_top_tasks_takes_parallel_hosts_as_one_span_and_adds_separate_runs():
+    records = [{"task": "a", "host": "h1", "start": 0.0, "end": 2.0},
+               {"task": "a", "host": "h2", "start": 0.5, "end": 3.0},
+               {"task": "b", "host": "h1", "start": 3.0, "end": 3.5},
+               {"task": "b", "host": "h1", "start": 10.0, "end": 10.25}]
+    assert bench.top_tasks(records) == [{"task": "a", "seconds": 3.0, "hosts": 2, "runs": 2},
+                                        {"task": "b", "seconds": 0.75, "hosts": 1, "runs": 2}]
+    assert bench.profile_total(records) == 10.25
+    assert bench.profile_total([]) == 0.0
+
+
+def _results(**parts):
+    data = bench.new_results(datetime(2026, 11, 22, tzinfo=UTC), False, list(parts), [1, 10],
+                             {"cpus": 2, "loadavg_start": [1, 1, 1]})
+    data.update(parts)
+    data["finished_at"] = "2026-11-22T01:00:00Z"
+    return data
+
+
+FULL = _results(
+    deploy_scaling=[{"hosts_per_pool": 1, "first_deploy_s": 30, "deploy_s": 20.0, "rc": 0},
+                    {"hosts_per_pool": 10, "first_deploy_s": 50, "deploy_s": 28.0, "rc": 0}],
+    flip={"api_ms": bench.describe([2, 3]), "client_ms": bench.describe([20, 40]), "failed": 0},
+    rollback={"invoke_s": bench.describe([9.0]), "profile_top": [{"task": "x", "seconds": 1}]},
+    load={"deploy": {"seconds": 30.0, "load": {"requests": 3000, "failed": 0}},
+          "rollback": {"seconds": 9.0, "load": {"requests": 900, "failed": 0}}},
+    overhead={"invoke_s": 33.0, "playbook_s": 30.0},
+    baselines={"inplace": {"seconds": 12.0, "load": {"requests": 1200, "failed": 40}},
+               "rolling": {"seconds": 120.0, "load": {"requests": 12000, "failed": 0}}},
+)
+
+
+def test_derived_ratios():
+    ratios = bench.derived(FULL)
+    assert ratios["scaling_ratio"] == 1.4
+    assert ratios["rolling_over_turnout"] == 4.0
+    assert ratios["inplace_over_turnout"] == 0.4
+    assert ratios["invoke_over_playbook"] == 1.1 and ratios["invoke_overhead_s"] == 3.0
+
+
+def test_targets_met_and_missed():
+    met = {t.name.split(" (")[0]: t.met for t in bench.evaluate_targets(FULL)}
+    assert met["zero failed requests"] is True
+    assert met["flip latency"] is True  # median 30 ms
+    assert met["rollback wall time"] is False  # 9 s > 2 s
+    assert met["deploy 10+10 vs 1+1"] is True
+    assert met["serial rolling update time / turnout deploy time"] is True
+
+
+def test_targets_not_measured_are_none():
+    assert all(t.met is None for t in bench.evaluate_targets(_results()))
+
+
+def test_failed_requests_break_the_zero_target():
+    data = _results(load={"deploy": {"seconds": 1, "load": {"requests": 10, "failed": 1}},
+                          "rollback": {"seconds": 1, "load": {"requests": 10, "failed": 0}}})
+    assert bench.evaluate_targets(data)[0].met is False
+
+
+def test_validate_results():
+    assert bench.validate_results(FULL) == []
+    broken = dict(FULL, schema=0, parts=["flip", "nope", "tuning"])
+    problems = bench.validate_results(broken)
+    assert any("schema" in p for p in problems)
+    assert any("nope" in p for p in problems)
+    assert any("tuning" in p for p in problems)
+    assert bench.validate_results([]) == ["results are not a mapping"]
+    failed_row = dict(FULL, deploy_scaling=[{"hosts_per_pool": 1, "deploy_s": None, "rc": 1}])
+    assert bench.validate_results(failed_row)
+
+
+def test_markdown_has_targets_and_each_part():
+    text = bench.render_markdown(FULL)
+    assert "| rollback wall time (invoke rollback) | <= 2 s | 9 s | **no** |" in text
+    assert "| 10 | 50 | 28 |" in text
+    assert "serial rolling update | 120 | 12000 | 0 |" in text
+    assert "naive in-place upgrade | 12 | 1200 | 40 |" in text
+    assert "1.1x" in text
+
+
+def test_plot_data():
+    data = bench.plot_data(FULL)
+    assert data["scaling"] == {"hosts": [1, 10], "seconds": [20.0, 28.0]}
+    assert [m["label"] for m in data["methods"]] == ["turnout", "in-place", "rolling serial:1"]
+    assert data["methods"][1]["failed"] == 40
+
+
+def test_results_name():
+    when = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+    assert bench.results_name(when, False) == "2026-11-22"
+    assert bench.results_name(when, True) == "2026-11-22-quick"
