@@ -19,7 +19,7 @@ description:
   - Never fails the task: an undelivered notification is reported as C(sent=false).
 options:
   url: {description: Webhook URL; empty means TURNOUT_WEBHOOK_URL or off., type: str}
-  event: {description: start, success, failure or rollback., type: str, required: true}
+  event: {description: start, success, failure, rollback or approval., type: str, required: true}
   env: {description: Environment name., type: str, required: true}
   version: {description: Version being deployed., type: str}
   by: {description: Who runs it., type: str}

@@ -208,7 +208,7 @@ def test_approval_gate_stages_smokes_and_waits_with_hooks_and_notifications(rel,
 
     texts = receiver.texts()
     assert len(texts) == 2, texts
-    assert "started" in texts[0].lower() or V3 in texts[0]
+    assert "started" in texts[0] and "awaits approval" in texts[1]
     fields = {f["title"]: f["value"] for f in receiver.bodies[1]["attachments"][0]["fields"]}
     assert fields["Environment"] == ENV and fields["Version"] == V3
     assert fields["Result"] == "awaiting_approval"
