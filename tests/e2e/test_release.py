@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -358,3 +359,41 @@ def test_bad_hook_path_is_bad_input_and_changes_nothing(rel):
         assert fleet_state(rel) == before
     finally:
         set_vars(rel, {})
+
+
+def test_html_report_renders_in_headless_chromium(rel, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is missing: run 'make deps' (APT_PACKAGES has it)"
+    page = tmp_path / "report.html"
+    proc = invoke("report", "--env", ENV, "--format", "html", "--output", str(page),
+                  env=rel.environ)
+    assert proc.returncode == 0, proc.stderr
+    profile = tmp_path / "chromium-profile"
+    shown = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180, check=False)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    dom = shown.stdout
+    table = dom[dom.index('<table id="hosts">'):]
+    table = table[:table.index("</table>")]
+    rows = table.split("<tr")[2:]  # after the header row
+    hosts = {row.split("<td")[1].split(">", 1)[1].split("<", 1)[0] for row in rows}
+    assert hosts == {"blue1", "blue2", "green1", "green2"}, table[:2000]
+    assert V1 in table
+
+
+def test_prometheus_report_writes_a_textfile_collector_file(rel, tmp_path):
+    target = tmp_path / "turnout.prom"
+    proc = invoke("report", "--env", ENV, "--format", "prometheus", "--output", str(target),
+                  env=rel.environ)
+    assert proc.returncode == 0, proc.stderr
+    text = target.read_text()
+    assert text.endswith("\n") and not list(tmp_path.glob(".*.tmp"))
+    info = [line for line in text.splitlines() if line.startswith("turnout_deployed_info{")]
+    assert len(info) == 4 and all(line.endswith(" 1") for line in info)
+    live = [line for line in info if 'role="live"' in line]
+    assert len(live) == 2 and all(f'version="{V1}"' in line for line in live), info
+    assert 'turnout_live_pool_info{env="labr",pool="' in text
+    assert "# TYPE turnout_deployed_info gauge" in text
