@@ -80,7 +80,7 @@ class ActionModule(ActionBase):
                                  None if args["version"] in (None, "") else str(args["version"]),
                                  None if args["by"] in (None, "") else str(args["by"]),
                                  action=str(args["action"] or "deploy"), **details)
-        except Exception as error:  # noqa: BLE001 - a notification must never fail a deploy
+        except Exception as error:
             sent = False
             result["msg"] = f"notification not sent: {error}"
         result.update(changed=False, sent=bool(sent))

@@ -22,6 +22,7 @@ DIST = cli.REPO_ROOT / "dist"
 REPORT_FORMATS = ("table", "json", "html", "junit", "prometheus")
 SMOKE_POOLS = ("blue", "green", "live", "idle")
 DEFAULT_PROMOTE_MAX_AGE_S = 3600
+NOTES_INDENT = "\n" + " " * 11
 
 
 def deployed_by(environ: dict[str, str] | None = None) -> str:
@@ -155,9 +156,9 @@ def _overview(entry: dict[str, Any]) -> str:
         f"  current  {source.get('version') or 'nothing'} on {source.get('pool') or '-'}",
         f"  new      {target.get('version')} sha256 {target.get('sha256')}",
         f"  hosts    {target.get('pool')}: {', '.join(sorted(smoke)) or '-'}",
-        "  smoke    " + (", ".join(f"{h}={(r or {}).get('result')}" for h, r in sorted(smoke.items()))
-                         or "-"),
-        "  notes    " + ((entry.get("release_notes") or "none").strip().replace("\n", "\n           ")),
+        "  smoke    " + (", ".join(f"{h}={(r or {}).get('result')}"
+                                   for h, r in sorted(smoke.items())) or "-"),
+        "  notes    " + (entry.get("release_notes") or "none").strip().replace("\n", NOTES_INDENT),
     ]
     return "\n".join(lines)
 

@@ -34,7 +34,8 @@ _STYLE: dict[str, tuple[str, str, str]] = {
     "success": (":white_check_mark:", "#2EB67D", "{version} is live on {env}"),
     "failure": (":x:", "#E01E5A", "{action} of {version} to {env} failed"),
     "rollback": (":leftwards_arrow_with_hook:", "#ECB22E", "{env} rolled back to {version}"),
-    "approval": (":double_vertical_bar:", "#8B5CF6", "{version} is staged on {env} and awaits approval"),
+    "approval": (":double_vertical_bar:", "#8B5CF6",
+                 "{version} is staged on {env} and awaits approval"),
 }
 
 
