@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 from pathlib import Path
 
 import ansible_runner
@@ -244,6 +245,9 @@ def test_promote_flips_exactly_the_staged_release_under_load(rel, tmp_path):
     assert data["pools"][staged["to"]["pool"]]["version"] == V3
     assert not any(h.get("staged") for h in data["pools"][staged["to"]["pool"]]["hosts"].values())
     assert set(entry["smoke"]) == set(staged["smoke"])  # smoke-tested again before the flip
+    with urllib.request.urlopen(f"http://{lb(rel)}:80/version", timeout=5) as response:
+        assert response.headers["X-Turnout-Backend"] == f"be_{staged['to']['pool']}"
+        assert response.headers["X-Turnout-Release"] == V3
     hooks = [json.loads(line)["hook"] for line in hook_log.read_text().splitlines()]
     assert hooks == HOOK_ORDER_PROMOTE
     assert [b["attachments"][0]["fields"][4]["value"] for b in receiver.bodies] == [
