@@ -116,14 +116,17 @@ def provision(c: Context, env: str, verbose: bool = False) -> None:
             "approval": "stop after staging and smoke tests, print the release overview and "
                         "wait for 'invoke promote' (also: turnout_approval_required in the "
                         "inventory)",
+            "canary": "shift traffic in steps before the flip, e.g. 10,50 (percent), "
+                      "watching the LB's error counters for turnout_canary_watch_s after each; "
+                      "errors send all traffic back and fail the deploy",
             "check": "print the plan (live pool, idle hosts, from/to version); change nothing",
             "verbose": VERBOSE_HELP})
 @cli.guarded
 def deploy(c: Context, env: str, version: str = "", from_: str = "", approval: bool = False,
-           check: bool = False, verbose: bool = False) -> None:
+           canary: str = "", check: bool = False, verbose: bool = False) -> None:
     """Stage VERSION on the idle pool, smoke-test it, flip HAProxy, verify, record."""
     commands.deploy(env, version, check=check, verbose=verbose, source_env=from_,
-                    approval=approval)
+                    approval=approval, canary=canary)
 
 
 @task(help={"env": ENV_HELP, "check": "print what would be promoted; change nothing",

@@ -27,6 +27,7 @@ description:
     one line saying why not (nothing awaiting approval, release changed, smoke results too old).
   - C(turnout_release_notes) returns RELEASE_NOTES.md from inside an artifact (empty if none).
   - C(turnout_hook_path) / C(turnout_hooks_check) resolve and check hook task files.
+  - C(turnout_canary_steps) checks canary steps (rising percentages 1-99).
   - The logic lives in the turnout Python package (src/turnout/haproxy.py) with unit tests.
 options:
   _input:
@@ -82,6 +83,15 @@ def release_notes(path):
     return artifact.release_notes(Path(str(path))) or ""
 
 
+def canary_steps(value):
+    """turnout_canary as a list of rising percentages ([] for none; turnout.plan.parse_canary)."""
+    if value in (None, "", []):
+        return []
+    if isinstance(value, list | tuple):
+        value = ",".join(str(step) for step in value)
+    return plan.parse_canary(str(value))
+
+
 def hook_path(path, inventory_dir, project_dir):
     """The absolute path of one hook task file (turnout.hooks.resolve)."""
     return str(hooks.resolve(path, inventory_dir, project_dir))
@@ -107,5 +117,6 @@ class FilterModule:
             "turnout_promote_check": _wrap(promote_check),
             "turnout_release_notes": _wrap(release_notes),
             "turnout_hook_path": _wrap(hook_path),
+            "turnout_canary_steps": _wrap(canary_steps),
             "turnout_hooks_check": _wrap(hooks_check),
         }

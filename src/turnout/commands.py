@@ -88,13 +88,19 @@ def check_hooks(env: Environment) -> dict[str, str]:
 
 
 def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool = False,
-           dist: Path = DIST, source_env: str = "", approval: bool = False) -> None:
+           dist: Path = DIST, source_env: str = "", approval: bool = False,
+           canary: str = "") -> None:
     """Stage, smoke-test, flip and record `version` on `env`'s idle pool.
 
     With `source_env`, the version is the artifact live on that environment (by sha256).
     With `approval`, stop after the smoke tests and record awaiting_approval (see promote).
+    With `canary` ("10,50"), shift that share of traffic first, watching the LB's errors.
     """
     env = environment(env_name)
+    canary_steps = plan.parse_canary(canary) if canary else []
+    if canary_steps and approval:
+        raise InputError("--canary and --approval do not mix: promote flips at once; "
+                         "use one of them")
     if source_env:
         if version:
             raise InputError("give --version or --from, not both")
@@ -128,6 +134,8 @@ def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool 
     }
     if approval:
         extravars["turnout_approval"] = True
+    if canary_steps:
+        extravars["turnout_canary"] = canary_steps
     result = _run("deploy", env, extravars, verbose)
     print_report(env)
     if not result.ok:

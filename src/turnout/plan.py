@@ -205,3 +205,17 @@ def check_promote(data: dict[str, Any], live_pool: str | None,
             "from_version": (awaiting.get("from") or {}).get("version"),
             "from_sha256": (awaiting.get("from") or {}).get("sha256"),
             "release_notes": awaiting.get("release_notes"), "age_s": round(age, 1)}
+
+
+# ------------------------------------------------------------------------------- canary
+
+def parse_canary(text: str) -> list[int]:
+    """`--canary 10,50` -> [10, 50]: percentages of traffic, 1-99, strictly rising."""
+    fix = "use --canary with rising percentages between 1 and 99, e.g. --canary 10,50"
+    try:
+        steps = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise InputError(f"invalid --canary {str(text)[:40]!r}: {fix}") from None
+    if not steps or any(not 1 <= step <= 99 for step in steps) or steps != sorted(set(steps)):
+        raise InputError(f"invalid --canary {str(text)[:40]!r}: {fix}")
+    return steps

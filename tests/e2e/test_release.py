@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -365,6 +366,66 @@ def test_bad_hook_path_is_bad_input_and_changes_nothing(rel):
         set_vars(rel, {})
 
 
+def runtime_map(lab) -> dict[str, str]:
+    """pool.map as HAProxy holds it in memory: {key: value}."""
+    out = ssh(lab, "lb1", "echo 'show map /etc/haproxy/pool.map' | "
+                          "socat stdio /run/haproxy/admin.sock")
+    return {parts[1]: parts[2] for parts in (line.split() for line in out.splitlines())
+            if len(parts) == 3}
+
+
+def test_canary_shifts_traffic_in_steps_then_flips_with_zero_failures(rel):
+    set_vars(rel, {"turnout_canary_watch_s": 3})
+    live_before = manifest(rel)["live_pool"]
+    with TrafficProbe(lb(rel), 80, workers=4, max_seconds=900) as probe:
+        probe.wait_for(50)
+        proc = deploy(rel, "--version", V2, "--canary", "10,50")
+        probe.wait_for(probe.result.total + 50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert probe.result.failures == [], probe.result.summary()
+    assert set(probe.result.versions) == {V1, V2}, probe.result.summary()
+    assert lb_versions(rel) == {V2}
+    data = manifest(rel)
+    assert data["live_pool"] != live_before and data["history"][-1]["result"] == "success"
+    assert runtime_map(rel).get("canary_pct", "0") == "0"
+    assert "canary" not in ssh(rel, "lb1", "cat /etc/haproxy/pool.map")
+
+
+def test_canary_step_with_errors_sends_traffic_back_and_fails_with_zero_failed_requests(rel):
+    set_vars(rel, {"turnout_canary_watch_s": 60})
+    live = manifest(rel)["live_pool"]
+    target = "green" if live == "blue" else "blue"
+    broken_host = f"{target}2"
+    result: dict = {}
+
+    def run_deploy() -> None:
+        result["proc"] = deploy(rel, "--version", V3, "--canary", "50")
+
+    with TrafficProbe(lb(rel), 80, workers=4, max_seconds=900) as probe:
+        probe.wait_for(50)
+        worker = threading.Thread(target=run_deploy)
+        worker.start()
+        deadline = time.monotonic() + 900
+        while runtime_map(rel).get("canary_pct", "0") != "50":  # the canary step started
+            assert worker.is_alive() and time.monotonic() < deadline, result
+            time.sleep(0.5)
+        ssh(rel, broken_host, "systemctl stop app.service")  # one canary host starts failing
+        worker.join(timeout=900)
+        probe.wait_for(probe.result.total + 50)
+    proc = result["proc"]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert probe.result.failures == [], probe.result.summary()
+    assert V3 in probe.result.versions, probe.result.summary()  # the canary did take traffic
+    assert lb_versions(rel) == {V2}
+    assert runtime_map(rel).get("canary_pct") == "0"
+    entry = manifest(rel)["history"][-1]
+    assert (entry["result"], entry["phase"]) == ("failed", "flip")
+    assert "canary aborted at 50%" in entry["message"]
+    assert manifest(rel)["live_pool"] == live
+    set_vars(rel, {})
+
+
 def test_html_report_renders_in_headless_chromium(rel, tmp_path):
     chromium = shutil.which("chromium")
     assert chromium, "chromium is missing: run 'make deps' (APT_PACKAGES has it)"
@@ -385,7 +446,8 @@ def test_html_report_renders_in_headless_chromium(rel, tmp_path):
     rows = table.split("<tr")[2:]  # after the header row
     hosts = {row.split("<td")[1].split(">", 1)[1].split("<", 1)[0] for row in rows}
     assert hosts == {"blue1", "blue2", "green1", "green2"}, table[:2000]
-    assert V1 in table
+    live = manifest(rel)["live_pool"]
+    assert manifest(rel)["pools"][live]["version"] in table
 
 
 def test_prometheus_report_writes_a_textfile_collector_file(rel, tmp_path):
@@ -397,7 +459,8 @@ def test_prometheus_report_writes_a_textfile_collector_file(rel, tmp_path):
     assert text.endswith("\n") and not list(tmp_path.glob(".*.tmp"))
     info = [line for line in text.splitlines() if line.startswith("turnout_deployed_info{")]
     assert len(info) == 4 and all(line.endswith(" 1") for line in info)
+    version = manifest(rel)["pools"][manifest(rel)["live_pool"]]["version"]
     live = [line for line in info if 'role="live"' in line]
-    assert len(live) == 2 and all(f'version="{V1}"' in line for line in live), info
+    assert len(live) == 2 and all(f'version="{version}"' in line for line in live), info
     assert 'turnout_live_pool_info{env="labr",pool="' in text
     assert "# TYPE turnout_deployed_info gauge" in text
