@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import ansible_runner
@@ -110,17 +111,26 @@ def deploy(lab, *args: str, timeout: float = 900):
     return invoke("deploy", "--env", ENV, *args, env=lab.environ, timeout=timeout)
 
 
-def awx_run(lab, playbook: str, extravars: dict) -> ansible_runner.Runner:
+@dataclass
+class AwxJob:
+    rc: int
+    status: str
+    events: list[dict]
+
+
+def awx_run(lab, playbook: str, extravars: dict) -> AwxJob:
     """Run a playbook exactly the way AWX does: ansible-runner on the project directory with
     the inventory and extra vars only (no invoke, no turnout.commands)."""
     with tempfile.TemporaryDirectory(prefix="awx-job-") as private:
-        return ansible_runner.run(
+        runner = ansible_runner.run(
             private_data_dir=private, project_dir=str(REPO), playbook=playbook,
             inventory=str(lab.inventories / ENV / "hosts.yml"), extravars=extravars,
             envvars={"ANSIBLE_HOST_KEY_CHECKING": "True",
                      "PATH": os.pathsep.join([str(Path(sys.executable).parent),
                                               os.environ["PATH"]])},
             quiet=True, timeout=900)
+        # the events live in the private data dir: read them before it goes
+        return AwxJob(rc=runner.rc, status=runner.status, events=list(runner.events))
 
 
 def lb(lab) -> str:
