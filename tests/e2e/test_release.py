@@ -181,6 +181,7 @@ def test_awx_run_with_another_environment_is_refused_and_changes_nothing(rel):
 
 
 def test_approval_gate_stages_smokes_and_waits_with_hooks_and_notifications(rel, tmp_path):
+    live_version = manifest(rel)["pools"][manifest(rel)["live_pool"]]["version"]
     receiver = Receiver()
     hook_log = tmp_path / "hooks.log"
     set_vars(rel, {
@@ -199,10 +200,10 @@ def test_approval_gate_stages_smokes_and_waits_with_hooks_and_notifications(rel,
         receiver.close()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert probe.result.failures == [], probe.result.summary()
-    assert set(probe.result.versions) == {V2}, probe.result.summary()  # no flip
+    assert set(probe.result.versions) == {live_version}, probe.result.summary()  # no flip
     assert "awaits approval: invoke promote --env labr" in proc.stderr
     overview = proc.stdout[proc.stdout.index("release awaiting approval"):]
-    for text in (f"current  {V2}", f"new      {V3} sha256", "smoke    ", f"changes in {V3}"):
+    for text in (f"current  {live_version}", f"new      {V3} sha256", "smoke    ", f"changes in {V3}"):
         assert text in overview, overview
     entry = manifest(rel)["history"][-1]
     assert (entry["action"], entry["result"]) == ("deploy", "awaiting_approval")
@@ -231,6 +232,7 @@ def test_promote_flips_exactly_the_staged_release_under_load(rel, tmp_path):
     receiver = Receiver()
     hook_log = tmp_path / "hooks.log"
     staged = manifest(rel)["history"][-1]
+    live_version = manifest(rel)["pools"][manifest(rel)["live_pool"]]["version"]
     set_vars(rel, {
         "turnout_webhook_url": receiver.url,
         "turnout_hooks": {name: str(REPO / "tests" / "e2e" / "hooks" / "log.yml")
@@ -246,7 +248,7 @@ def test_promote_flips_exactly_the_staged_release_under_load(rel, tmp_path):
         receiver.close()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert probe.result.failures == [], probe.result.summary()
-    assert set(probe.result.versions) == {V2, V3}, probe.result.summary()
+    assert set(probe.result.versions) == {live_version, V3}, probe.result.summary()
     assert lb_versions(rel) == {V3}
     data = manifest(rel)
     entry = data["history"][-1]
