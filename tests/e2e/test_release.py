@@ -203,7 +203,8 @@ def test_approval_gate_stages_smokes_and_waits_with_hooks_and_notifications(rel,
     assert set(probe.result.versions) == {live_version}, probe.result.summary()  # no flip
     assert "awaits approval: invoke promote --env labr" in proc.stderr
     overview = proc.stdout[proc.stdout.index("release awaiting approval"):]
-    for text in (f"current  {live_version}", f"new      {V3} sha256", "smoke    ", f"changes in {V3}"):
+    for text in (f"current  {live_version}", f"new      {V3} sha256", "smoke    ",
+                 f"changes in {V3}"):
         assert text in overview, overview
     entry = manifest(rel)["history"][-1]
     assert (entry["action"], entry["result"]) == ("deploy", "awaiting_approval")
