@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -1d /root/.pyenv/versi
 VENV := .venv
 BIN := $(VENV)/bin
 INVOKE := $(BIN)/invoke
-APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey
+APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help deps apt venv demo test unit integration lint molecule bench clean

@@ -111,13 +111,30 @@ def provision(c: Context, env: str, verbose: bool = False) -> None:
 
 
 @task(help={"env": ENV_HELP, "version": "version to deploy; dist/app-VERSION.tar.gz must exist",
+            "from": "deploy the artifact live on this environment instead (found in dist/ "
+                    "by its sha256), e.g. --from staging",
+            "approval": "stop after staging and smoke tests, print the release overview and "
+                        "wait for 'invoke promote' (also: turnout_approval_required in the "
+                        "inventory)",
+            "canary": "shift traffic in steps before the flip, e.g. 10,50 (percent), "
+                      "watching the LB's error counters for turnout_canary_watch_s after each; "
+                      "errors send all traffic back and fail the deploy",
             "check": "print the plan (live pool, idle hosts, from/to version); change nothing",
             "verbose": VERBOSE_HELP})
 @cli.guarded
-def deploy(c: Context, env: str, version: str, check: bool = False,
-           verbose: bool = False) -> None:
+def deploy(c: Context, env: str, version: str = "", from_: str = "", approval: bool = False,
+           canary: str = "", check: bool = False, verbose: bool = False) -> None:
     """Stage VERSION on the idle pool, smoke-test it, flip HAProxy, verify, record."""
-    commands.deploy(env, version, check=check, verbose=verbose)
+    commands.deploy(env, version, check=check, verbose=verbose, source_env=from_,
+                    approval=approval, canary=canary)
+
+
+@task(help={"env": ENV_HELP, "check": "print what would be promoted; change nothing",
+            "verbose": VERBOSE_HELP})
+@cli.guarded
+def promote(c: Context, env: str, check: bool = False, verbose: bool = False) -> None:
+    """Flip to the release a deploy staged awaiting approval (refused if it changed or is stale)."""
+    commands.promote(env, check=check, verbose=verbose)
 
 
 @task(help={"env": ENV_HELP, "check": "print the rollback plan; change nothing",
@@ -228,6 +245,7 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(build, provision, deploy, rollback, smoke, status, report, unlock, reconcile)
+ns = Collection(build, provision, deploy, promote, rollback, smoke, status, report, unlock,
+                reconcile)
 ns.add_collection(lab)
 ns.add_collection(bench)

@@ -1,10 +1,14 @@
-"""turnout filters: thin adapters over turnout.haproxy (Runtime API parsing, map rendering)."""
+"""turnout filters: thin adapters over turnout.haproxy (Runtime API parsing, map rendering),
+turnout.plan (promote check) and turnout.artifact (release notes)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from ansible.errors import AnsibleFilterError
 
-from turnout import haproxy
+from turnout import artifact, haproxy, hooks, plan
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
@@ -19,6 +23,11 @@ description:
     backend when no backend is given.
   - C(turnout_servers_up) is true when every server (or every listed server) of a backend is UP.
   - C(turnout_server_states) returns {server: status} of one backend.
+  - C(turnout_promote_check) returns the staged release a promote may flip to, or fails with
+    one line saying why not (nothing awaiting approval, release changed, smoke results too old).
+  - C(turnout_release_notes) returns RELEASE_NOTES.md from inside an artifact (empty if none).
+  - C(turnout_hook_path) / C(turnout_hooks_check) resolve and check hook task files.
+  - C(turnout_canary_steps) checks canary steps (rising percentages 1-99).
   - The logic lives in the turnout Python package (src/turnout/haproxy.py) with unit tests.
 options:
   _input:
@@ -63,6 +72,36 @@ def error_counters(stats, backend=None):
     return haproxy.error_counters(stats, backend)
 
 
+def promote_check(manifest, live_pool, host_releases, max_age_s):
+    """The staged release a promote flips to (turnout.plan.check_promote, now = UTC now)."""
+    return plan.check_promote(manifest or {}, live_pool, host_releases or {},
+                              datetime.now(UTC), float(max_age_s))
+
+
+def release_notes(path):
+    """RELEASE_NOTES.md from inside the artifact at ``path``, or an empty string."""
+    return artifact.release_notes(Path(str(path))) or ""
+
+
+def canary_steps(value):
+    """turnout_canary as a list of rising percentages ([] for none; turnout.plan.parse_canary)."""
+    if value in (None, "", []):
+        return []
+    if isinstance(value, list | tuple):
+        value = ",".join(str(step) for step in value)
+    return plan.parse_canary(str(value))
+
+
+def hook_path(path, inventory_dir, project_dir):
+    """The absolute path of one hook task file (turnout.hooks.resolve)."""
+    return str(hooks.resolve(path, inventory_dir, project_dir))
+
+
+def hooks_check(value, inventory_dir, project_dir):
+    """turnout_hooks checked: {hook name: absolute path} (turnout.hooks.validate)."""
+    return hooks.validate(value, inventory_dir, project_dir)
+
+
 class FilterModule:
     """turnout filters."""
 
@@ -75,4 +114,9 @@ class FilterModule:
             "turnout_error_counters": _wrap(error_counters),
             "turnout_servers_up": _wrap(haproxy.servers_up),
             "turnout_server_states": _wrap(haproxy.server_states),
+            "turnout_promote_check": _wrap(promote_check),
+            "turnout_release_notes": _wrap(release_notes),
+            "turnout_hook_path": _wrap(hook_path),
+            "turnout_canary_steps": _wrap(canary_steps),
+            "turnout_hooks_check": _wrap(hooks_check),
         }

@@ -211,3 +211,36 @@ def find_artifact(version: str, dist_dir: Path) -> Artifact:
             f"artifact {path} does not match its sha256 file: rebuild it with {rebuild}"
         )
     return Artifact(version=version, path=path, sha256=actual, size=path.stat().st_size)
+
+
+def release_notes(archive: Path, limit: int = 4000) -> str | None:
+    """The RELEASE_NOTES.md inside a built artifact (first `limit` characters), or None."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.rsplit("/", 1)[-1] == "RELEASE_NOTES.md":
+                    handle = tar.extractfile(member)
+                    if handle is None:
+                        return None
+                    text = handle.read(limit * 4).decode("utf-8", errors="replace").strip()
+                    return text[:limit] or None
+    except (OSError, tarfile.TarError):
+        return None
+    return None
+
+
+def find_by_sha256(sha256: str, dist_dir: Path) -> Artifact:
+    """The artifact in `dist_dir` whose content has `sha256` (build once, deploy everywhere)."""
+    for checksum_file in sorted(Path(dist_dir).glob("app-*.tar.gz.sha256")):
+        try:
+            recorded = read_sha256_file(checksum_file)
+        except InputError:
+            continue
+        if recorded != sha256:
+            continue
+        path = checksum_file.with_name(checksum_file.name[: -len(".sha256")])
+        version = path.name[len("app-"): -len(".tar.gz")]
+        if path.is_file() and sha256_of(path) == sha256:
+            return Artifact(version=version, path=path, sha256=sha256, size=path.stat().st_size)
+    raise InputError(f"no artifact with sha256 {sha256[:12]}... in {dist_dir}/: copy the "
+                     "artifact that was deployed there into dist/ (build once, deploy everywhere)")

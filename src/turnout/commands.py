@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from turnout import artifact as artifacts
-from turnout import cli, facts, fleetlock, lock, manifest, plan, report, runner
+from turnout import cli, facts, fleetlock, hooks, lock, manifest, plan, report, runner
 from turnout.errors import DeployFailed, InputError
 from turnout.inventory import Environment, load_environment
 
 DIST = cli.REPO_ROOT / "dist"
 REPORT_FORMATS = ("table", "json", "html", "junit", "prometheus")
 SMOKE_POOLS = ("blue", "green", "live", "idle")
+DEFAULT_PROMOTE_MAX_AGE_S = 3600
+NOTES_INDENT = "\n" + " " * 11
 
 
 def deployed_by(environ: dict[str, str] | None = None) -> str:
@@ -74,12 +76,54 @@ def provision(env_name: str, verbose: bool = False) -> None:
     cli.say(f"provision: {env.name} is configured")
 
 
-def deploy(env_name: str, version: str, check: bool = False, verbose: bool = False,
-           dist: Path = DIST) -> None:
-    """Stage, smoke-test, flip and record `version` on `env`'s idle pool."""
+def live_artifact(env_name: str, dist: Path = DIST) -> artifacts.Artifact:
+    """The artifact in `dist` whose sha256 is live on every host of `env_name`'s live pool."""
+    source = environment(env_name)
+    fleet_facts = _live_facts(source)
+    live = fleet_facts.lb.live_pool
+    hosts = source.pool_names().get(live or "", [])
+    shas = {(fleet_facts.hosts.get(h) or {}).get("sha256") for h in hosts}
+    if not hosts or len(shas) != 1 or None in shas:
+        raise InputError(f"--from {source.name}: its live pool {live or '(none)'} does not run one "
+                         "release on every host; deploy it there first")
+    return artifacts.find_by_sha256(shas.pop(), dist)
+
+
+def check_hooks(env: Environment) -> dict[str, str]:
+    """The environment's turnout_hooks, each resolved to a file (InputError when one is bad)."""
+    lb_vars = env.lb[0].vars if env.lb else {}
+    return hooks.validate(lb_vars.get("turnout_hooks"), env.hosts_file.parent, cli.REPO_ROOT)
+
+
+def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool = False,
+           dist: Path = DIST, source_env: str = "", approval: bool = False,
+           canary: str = "") -> None:
+    """Stage, smoke-test, flip and record `version` on `env`'s idle pool.
+
+    With `source_env`, the version is the artifact live on that environment (by sha256).
+    With `approval`, stop after the smoke tests and record awaiting_approval (see promote).
+    With `canary` ("10,50"), shift that share of traffic first, watching the LB's errors.
+    """
     env = environment(env_name)
-    artifacts.validate_version(version)
-    built = artifacts.find_artifact(version, dist)
+    canary_steps = plan.parse_canary(canary) if canary else []
+    if canary_steps and approval:
+        raise InputError("--canary and --approval do not mix: promote flips at once; "
+                         "use one of them")
+    if source_env:
+        if version:
+            raise InputError("give --version or --from, not both")
+        if source_env == env_name:
+            raise InputError(f"--from {source_env} is the environment being deployed")
+        built = live_artifact(source_env, dist)
+        version = built.version
+        cli.say(f"deploy: {source_env} runs {version} (sha256 {built.sha256[:12]}); "
+                f"deploying the same artifact to {env.name}")
+    else:
+        if not version:
+            raise InputError("give --version VERSION (or --from ENV to deploy what runs there)")
+        artifacts.validate_version(version)
+        built = artifacts.find_artifact(version, dist)
+    check_hooks(env)
     manifest.load(env.manifest_path)  # a corrupt manifest is refused before anything runs
     fleet_facts = _live_facts(env)
     deploy_plan = plan.plan_deploy(env.name, env.pool_names(), fleet_facts.lb.live_pool,
@@ -91,19 +135,76 @@ def deploy(env_name: str, version: str, check: bool = False, verbose: bool = Fal
     _precheck_lock(env, "deploy")
     run_id = manifest.new_run_id(datetime.now(UTC))
     cli.say(f"deploy {run_id}: {version} to {env.name}")
-    result = _run("deploy", env, {
+    extravars: dict[str, Any] = {
         "turnout_version": version,
         "turnout_artifact": str(built.path),
         "turnout_artifact_sha256": built.sha256,
         "turnout_run_id": run_id,
         "turnout_deployed_by": deployed_by(),
-    }, verbose)
+    }
+    if approval:
+        extravars["turnout_approval"] = True
+    if canary_steps:
+        extravars["turnout_canary"] = canary_steps
+    result = _run("deploy", env, extravars, verbose)
     _raise_if_lock_refused(env, result)
     print_report(env)
     if not result.ok:
         raise DeployFailed(_failure(f"deploy of {version} to {env.name}", env, run_id, result))
+    entry = _entry(env, run_id)
+    if entry and entry.get("result") == "awaiting_approval":
+        print(_overview(entry))
+        cli.say(f"deploy {run_id}: {version} is staged on {env.name} and awaits approval: "
+                f"invoke promote --env {env.name}")
+        return
     cli.say(f"deploy {run_id}: {version} is live on {env.name}"
             + (" (it already was)" if deploy_plan.noop else ""))
+
+
+def _entry(env: Environment, run_id: str) -> dict[str, Any] | None:
+    data = manifest.load(env.manifest_path)
+    return next((h for h in reversed(data.get("history", [])) if h.get("id") == run_id), None)
+
+
+def _overview(entry: dict[str, Any]) -> str:
+    """The release overview of a run awaiting approval, for the person who approves."""
+    source, target = entry.get("from") or {}, entry.get("to") or {}
+    smoke = entry.get("smoke") or {}
+    lines = [
+        f"release awaiting approval in {entry.get('env')} (run {entry.get('id')})",
+        f"  current  {source.get('version') or 'nothing'} on {source.get('pool') or '-'}",
+        f"  new      {target.get('version')} sha256 {target.get('sha256')}",
+        f"  hosts    {target.get('pool')}: {', '.join(sorted(smoke)) or '-'}",
+        "  smoke    " + (", ".join(f"{h}={(r or {}).get('result')}"
+                                   for h, r in sorted(smoke.items())) or "-"),
+        "  notes    " + (entry.get("release_notes") or "none").strip().replace("\n", NOTES_INDENT),
+    ]
+    return "\n".join(lines)
+
+
+def promote(env_name: str, check: bool = False, verbose: bool = False) -> None:
+    """Flip to exactly the release a deploy staged and left awaiting approval."""
+    env = environment(env_name)
+    fleet_facts = _live_facts(env)
+    lb_vars = env.lb[0].vars if env.lb else {}
+    max_age = float(lb_vars.get("turnout_promote_max_age_s", DEFAULT_PROMOTE_MAX_AGE_S))
+    staged = plan.check_promote(manifest.load(env.manifest_path), fleet_facts.lb.live_pool,
+                                fleet_facts.hosts, datetime.now(UTC), max_age)
+    print(f"promote {staged['version']} (sha256 {staged['sha256'][:12]}, run {staged['run_id']}, "
+          f"smoked {staged['age_s']:.0f}s ago) on {staged['pool']}: {', '.join(staged['hosts'])}")
+    if check:
+        cli.say("check: nothing was changed")
+        return
+    run_id = manifest.new_run_id(datetime.now(UTC))
+    _precheck_lock(env, "promote")
+    result = _run("promote", env, {"turnout_run_id": run_id,
+                                   "turnout_deployed_by": deployed_by()}, verbose)
+    _raise_if_lock_refused(env, result)
+    print_report(env)
+    if not result.ok:
+        raise DeployFailed(_failure(f"promote of {staged['version']} in {env.name}", env, run_id,
+                                    result))
+    cli.say(f"promote {run_id}: {staged['version']} is live on {env.name} ({staged['pool']})")
 
 
 def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:

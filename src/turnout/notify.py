@@ -19,7 +19,7 @@ from typing import Any
 
 from turnout.errors import InputError
 
-EVENTS = ("start", "success", "failure", "rollback")
+EVENTS = ("start", "success", "failure", "rollback", "approval")
 ENV_VAR = "TURNOUT_WEBHOOK_URL"
 INVENTORY_VAR = "turnout_webhook_url"
 DEFAULT_TIMEOUT_S = 3.0
@@ -34,6 +34,8 @@ _STYLE: dict[str, tuple[str, str, str]] = {
     "success": (":white_check_mark:", "#2EB67D", "{version} is live on {env}"),
     "failure": (":x:", "#E01E5A", "{action} of {version} to {env} failed"),
     "rollback": (":leftwards_arrow_with_hook:", "#ECB22E", "{env} rolled back to {version}"),
+    "approval": (":double_vertical_bar:", "#8B5CF6",
+                 "{version} is staged on {env} and awaits approval"),
 }
 
 

@@ -8,6 +8,7 @@ between planning and acting is refused rather than deployed on a wrong assumptio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from turnout.errors import InputError
@@ -148,3 +149,73 @@ def render_plan(plan: DeployPlan | RollbackPlan) -> str:
         f"{plan.target_pool}, verify through the LB, record",
     ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ promote
+
+STAGING_ACTIONS = ("deploy", "promote", "rollback")
+
+
+def _parse_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def check_promote(data: dict[str, Any], live_pool: str | None,
+                  host_releases: dict[str, dict[str, Any] | None], now: datetime,
+                  max_age_s: float) -> dict[str, Any]:
+    """The staged release a promote may flip to, or InputError saying why not (one line).
+
+    `data` is the manifest, `live_pool` what the LB routes to now, `host_releases` each host's
+    release.json (None if unreadable). The staged release is the last deploy that ended
+    `awaiting_approval`, provided nothing was deployed, promoted or rolled back since, every
+    staged host still runs exactly that artifact (sha256) and its smoke results are fresh.
+    """
+    env = data.get("env") or "?"
+    runs = [e for e in data.get("history") or [] if e.get("action") in STAGING_ACTIONS
+            and e.get("result") != "noop"]
+    awaiting = runs[-1] if runs and runs[-1].get("result") == "awaiting_approval" else None
+    if awaiting is None:
+        raise InputError(f"nothing awaits approval in {env}: stage a release first with "
+                         f"'invoke deploy --env {env} --version V --approval'")
+    target = awaiting.get("to") or {}
+    pool, version, sha256 = target.get("pool"), target.get("version"), target.get("sha256")
+    run_id = awaiting.get("id")
+    pool_hosts = ((data.get("pools") or {}).get(pool) or {}).get("hosts") or {}
+    hosts = sorted(h for h, s in pool_hosts.items() if (s or {}).get("run_id") == run_id)
+    if pool not in POOLS or not hosts:
+        raise InputError(f"run {run_id} staged no hosts in {env}: deploy again")
+    if live_pool == pool:
+        raise InputError(f"the staged pool {pool} of run {run_id} is already live in {env}: "
+                         "nothing to promote")
+    for host in hosts:
+        release = host_releases.get(host) or {}
+        if release.get("sha256") != sha256 or release.get("version") != version:
+            raise InputError(
+                f"the staged release changed on {host}: it runs {release.get('version') or '?'} "
+                f"sha256 {(release.get('sha256') or '?')[:12]}, run {run_id} staged {version} "
+                f"sha256 {(sha256 or '?')[:12]}; deploy again to re-stage")
+    age = (now - _parse_time(awaiting["finished_at"])).total_seconds()
+    if age > max_age_s:
+        raise InputError(f"the smoke results of run {run_id} are {age:.0f}s old (max "
+                         f"{max_age_s:g}s, turnout_promote_max_age_s); deploy again to "
+                         "re-stage and re-smoke")
+    return {"run_id": run_id, "pool": pool, "version": version, "sha256": sha256,
+            "hosts": hosts, "from_pool": (awaiting.get("from") or {}).get("pool") or live_pool,
+            "from_version": (awaiting.get("from") or {}).get("version"),
+            "from_sha256": (awaiting.get("from") or {}).get("sha256"),
+            "release_notes": awaiting.get("release_notes"), "age_s": round(age, 1)}
+
+
+# ------------------------------------------------------------------------------- canary
+
+def parse_canary(text: str) -> list[int]:
+    """`--canary 10,50` -> [10, 50]: percentages of traffic, 1-99, strictly rising."""
+    fix = "use --canary with rising percentages between 1 and 99, e.g. --canary 10,50"
+    try:
+        steps = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise InputError(f"invalid --canary {str(text)[:40]!r}: {fix}") from None
+    if not steps or any(not 1 <= step <= 99 for step in steps) or steps != sorted(set(steps)):
+        raise InputError(f"invalid --canary {str(text)[:40]!r}: {fix}")
+    return steps

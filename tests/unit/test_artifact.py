@@ -305,3 +305,14 @@ def test_read_sha256_file_accepts_binary_marker_and_uppercase(tmp_path: Path) ->
     sha_file = tmp_path / "x.sha256"
     sha_file.write_text("AB" * 32 + " *app-1.tar.gz\n")
     assert read_sha256_file(sha_file) == "ab" * 32
+
+
+def test_find_by_sha256_and_release_notes(tmp_path):
+    from turnout import artifact as artifact_module
+    source = Path(__file__).resolve().parents[2] / "examples" / "app"
+    built = artifact_module.build("7.7.7", tmp_path, source, notes="seven")
+    found = artifact_module.find_by_sha256(built.sha256, tmp_path)
+    assert (found.version, found.path) == ("7.7.7", built.path)
+    assert "seven" in artifact_module.release_notes(built.path)
+    with pytest.raises(InputError, match="no artifact with sha256"):
+        artifact_module.find_by_sha256("f" * 64, tmp_path)

@@ -24,8 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 AWX = REPO / "awx"
 JENKINSFILE = REPO / "Jenkinsfile"
 PLAYBOOKS = REPO / "playbooks"
-# Playbooks the AWX templates run: promote.yml may still be missing (planned in issue 6).
-PLANNED_PLAYBOOKS = {"playbooks/promote.yml"}
 
 # Options of the awx.awx modules used here (awx.awx 24.x), with the types that matter.
 JOB_TEMPLATE_OPTIONS = {
@@ -313,13 +311,9 @@ def test_job_templates(name: str) -> None:
 
 
 def test_job_template_playbooks_exist() -> None:
-    """Once the deploy playbooks land, every template's playbook must exist (promote later)."""
-    if not (PLAYBOOKS / "deploy.yml").is_file():
-        pytest.skip("playbooks/deploy.yml does not exist yet")
+    """Every template's playbook exists (deploy, rollback, promote)."""
     for path in sorted((AWX / "job_templates").glob("*.yml")):
         playbook = _yaml(path)["playbook"]
-        if playbook in PLANNED_PLAYBOOKS and not (REPO / playbook).exists():
-            continue
         assert (REPO / playbook).is_file(), f"{path.name} runs {playbook}, which is missing"
 
 

@@ -59,3 +59,12 @@ def test_rollback_refusals():
     mixed = {**one_deploy, "green1": rel("2.0.0", SHA2), "green2": rel("1.5.0", SHA3)}
     with pytest.raises(InputError, match="hosts disagree.*green1=2.0.0, green2=1.5.0"):
         plan_rollback("lab", POOLS, "blue", mixed)
+
+
+def test_parse_canary_steps():
+    from turnout.plan import parse_canary
+    assert parse_canary("10,50") == [10, 50]
+    assert parse_canary("5") == [5]
+    for bad in ("", "0", "100", "50,10", "10,10", "ten", "10;rm"):
+        with pytest.raises(InputError, match="invalid --canary"):
+            parse_canary(bad)
