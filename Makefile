@@ -9,7 +9,7 @@ INVOKE := $(BIN)/invoke
 APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv demo test unit integration lint molecule bench clean
+.PHONY: help deps apt venv demo test test-extended unit integration lint molecule bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,8 +44,11 @@ demo: deps ## boot the lab, provision it, deploy two versions, roll back once, p
 	$(INVOKE) deploy --env lab --version 1.1.0
 	$(INVOKE) report --env lab
 
-test: deps ## the whole suite: unit, lab integration and end-to-end deploys
-	$(BIN)/python -m pytest tests
+test: deps ## the gating suite: unit, lab integration, end-to-end deploys, drills
+	$(BIN)/python -m pytest tests -m "not extended"
+
+test-extended: deps ## lab tests not yet gating CI: release management e2e, quick benchmark
+	$(BIN)/python -m pytest tests -m extended
 
 unit: venv ## unit tests only (seconds, no root needed)
 	$(BIN)/python -m pytest tests/unit
