@@ -10,9 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
 
 
@@ -30,7 +28,7 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], str]:
     """GET url from the controller: (status, headers with lowercase names, body); an HTTP error
     status is a result too."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (lab only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # lab addresses only
             status, headers, body = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         status, headers, body = exc.code, exc.headers, exc.read()
@@ -44,7 +42,7 @@ def get_json(url: str) -> dict:
     return json.loads(body)
 
 
-def poll(check: Callable[[], T], deadline_s: float = 30.0, interval_s: float = 0.5) -> T:
+def poll[T](check: Callable[[], T], deadline_s: float = 30.0, interval_s: float = 0.5) -> T:
     """Call check() until it returns without AssertionError/OSError or the deadline passes."""
     end = time.monotonic() + deadline_s
     while True:

@@ -13,7 +13,8 @@ ROOT = "/srv/app"
 
 
 def _sha256(version: str) -> str:
-    return hashlib.sha256((ephemeral_dir() / "dist" / f"app-{version}.tar.gz").read_bytes()).hexdigest()
+    artifact = ephemeral_dir() / "dist" / f"app-{version}.tar.gz"
+    return hashlib.sha256(artifact.read_bytes()).hexdigest()
 
 
 def _pool(host) -> str:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from molecule_helpers import ADMIN_SOCKET, address, get_json, http_get, poll, runtime_api, server_states
+from molecule_helpers import (
+    ADMIN_SOCKET,
+    address,
+    get_json,
+    http_get,
+    poll,
+    runtime_api,
+    server_states,
+)
 
 testinfra_hosts = ["lb"]
 

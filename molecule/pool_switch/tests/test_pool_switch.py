@@ -3,7 +3,15 @@ reload keeps it), every server of the target pool UP, and users served the new v
 
 from __future__ import annotations
 
-from molecule_helpers import ADMIN_SOCKET, address, get_json, http_get, poll, runtime_api, server_states
+from molecule_helpers import (
+    ADMIN_SOCKET,
+    address,
+    get_json,
+    http_get,
+    poll,
+    runtime_api,
+    server_states,
+)
 
 testinfra_hosts = ["lb"]
 MAP = "/etc/haproxy/pool.map"
