@@ -57,7 +57,18 @@ integration: deps ## lab integration and e2e tests only
 	$(BIN)/python -m pytest tests/integration tests/e2e
 
 lint: venv ## ruff, yamllint and ansible-lint (production profile)
-	$(BIN)/ruff check src tests tasks.py plugins
+	$(BIN)/ruff check src tests tasks.py plugins molecule
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint
+
+MOLECULE_SCENARIOS := haproxy app_release smoke_test pool_switch
+
+molecule: deps ## every Molecule scenario on real lab hosts (lab 'm'; TURNOUT_MOLECULE_LAB/SUBNET)
+	@for scenario in $(MOLECULE_SCENARIOS); do \
+	  start=$$(date +%s); \
+	  $(BIN)/molecule test -s $$scenario || { echo "molecule: $$scenario FAILED"; exit 1; }; \
+	  echo "molecule: $$scenario passed in $$(( $$(date +%s) - start ))s"; \
+	done
 
 bench: deps ## benchmarks on a 10+10 lab vs in-place and rolling updates (docs/performance.md)
 	$(INVOKE) bench

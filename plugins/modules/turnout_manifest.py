@@ -5,7 +5,7 @@ module: turnout_manifest
 short_description: Record a deploy or rollback event in the turnout manifest
 description:
   - Appends one event to the history of the manifest beside the inventory
-    (C(inventories/<env>/manifest.yml)) and updates the pool state: a successful deploy sets
+    (C(inventories/<env>/manifest.yml)) and updates the pool state. A successful deploy sets
     the target pool's version and hosts and the live pool; a failed or flipped-back deploy
     marks the hosts it staged; a noop only adds history.
   - Runs on the controller as an action plugin; the logic is C(turnout.manifest.record_event)
@@ -20,7 +20,8 @@ options:
     description:
       - The event. Required keys C(id), C(action) (deploy|rollback), C(result)
         (success|failed|noop|flipped_back), C(env), C(by), C(started_at), C(finished_at).
-      - Optional C(duration_s), C(from) and C(to) ({pool, version, sha256}), C(phase)
+      - >-
+        Optional C(duration_s), C(from) and C(to) ({pool, version, sha256}), C(phase)
         (stage|smoke|flip|verify|record or null), C(message), C(smoke) ({host: {result,
         latency_ms, checks}}), C(hosts) ({host: {version, sha256, smoke}}),
         C(lb_errors) ({before, after, delta}), C(release_notes).

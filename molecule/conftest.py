@@ -1,0 +1,6 @@
+"""Molecule testinfra verifiers: make molecule/resources importable (molecule_helpers)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "resources"))
