@@ -185,13 +185,27 @@ def process_start(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def process_state(pid: int) -> str | None:
+    """The process's state letter (/proc/PID/stat field 3), e.g. R, S, Z; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[0] if fields else None
+
+
 def process_alive(pid: int, pid_start: Any = None) -> bool:
+    """True if pid runs (a zombie, killed but not yet reaped, holds nothing: not alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    if process_state(pid) in ("Z", "X"):
+        return False
     return pid_start is None or process_start(pid) in (None, str(pid_start))
 
 

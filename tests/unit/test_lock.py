@@ -138,3 +138,26 @@ def test_apply_on_disk_acquire_refuse_release(tmp_path: Path) -> None:
 def test_module_utils_is_the_same_source() -> None:
     shipped = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "turnout_lock.py"
     assert shipped.resolve() == Path(lock.__file__).resolve()
+
+
+def test_a_zombie_holder_is_not_alive():
+    """A killed run whose process is not reaped yet (a zombie) must not keep its lock."""
+    import os
+    import time
+
+    from turnout import lock as lock_module
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while lock_module.process_state(pid) != "Z":
+            assert time.monotonic() < deadline, "child never became a zombie"
+            time.sleep(0.01)
+        os.kill(pid, 0)  # the kernel still knows the pid...
+        assert lock_module.process_alive(pid) is False  # ...but it holds nothing
+        assert lock_module.process_alive(os.getpid()) is True
+    finally:
+        os.waitpid(pid, 0)
+    assert lock_module.process_alive(pid) is False
