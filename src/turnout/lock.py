@@ -174,25 +174,25 @@ def holder_is_dead(holder: dict[str, Any] | None, controller: str,
     return not (alive or process_alive)(pid, holder.get("pid_start"))
 
 
-def process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 on (after the command name), or [] if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             stat = handle.read()
     except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
+        return []
+    return stat.rsplit(")", 1)[-1].split()
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    fields = _stat_fields(pid)
     return fields[19] if len(fields) > 19 else None
 
 
 def process_state(pid: int) -> str | None:
     """The process's state letter (/proc/PID/stat field 3), e.g. R, S, Z; None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
+    fields = _stat_fields(pid)
     return fields[0] if fields else None
 
 
