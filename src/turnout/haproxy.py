@@ -43,10 +43,11 @@ def pool_for(backend: str) -> str | None:
     return None
 
 
-def parse_show_map(text: str) -> dict[str, str]:
+def parse_show_map(text: str, strict: bool = True) -> dict[str, str]:
     """Entries of ``show map <file>``: lines ``<0xref> <key> <value>`` -> {key: value}.
 
-    An error reply from HAProxy (for example ``Unknown map identifier``) raises InputError.
+    An error reply from HAProxy (for example ``Unknown map identifier``) raises InputError;
+    with ``strict=False`` such lines are skipped (a retry loop judges the entries instead).
     """
     entries: dict[str, str] = {}
     for raw in (text or "").splitlines():
@@ -55,6 +56,8 @@ def parse_show_map(text: str) -> dict[str, str]:
             continue
         parts = line.split(None, 2)
         if len(parts) != 3 or not parts[0].startswith("0x"):
+            if not strict:
+                continue
             raise InputError(
                 f"unexpected 'show map' output line {line[:80]!r}; check that HAProxy loaded "
                 "the map file and that the admin socket answers"
@@ -63,9 +66,9 @@ def parse_show_map(text: str) -> dict[str, str]:
     return entries
 
 
-def active_pool(text: str) -> str | None:
+def active_pool(text: str, strict: bool = True) -> str | None:
     """The pool the ``active`` map entry routes to (``blue``/``green``), or None if unset."""
-    return pool_for(parse_show_map(text).get(MAP_KEY, ""))
+    return pool_for(parse_show_map(text, strict).get(MAP_KEY, ""))
 
 
 def render_map(pool: str) -> str:

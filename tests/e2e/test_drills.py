@@ -364,9 +364,9 @@ def test_drill_sigkill_then_rerun_converges(drills, tmp_path, phase, version_ind
 
 # ------------------------------------------------------------------ HAProxy after a flip
 
-# Not gating yet: a reload that lands while pool_switch reads the map back makes that read fail
-# (the socket moves to the new worker), and the rescue then trips over turnout_run on lb1.
-@pytest.mark.extended
+# Found a real race: a reload between "set map" and writing the file brought the old pool back,
+# and one during the read-back failed the flip. pool_switch now writes the file first and loops
+# "set map; show map" until the runtime map agrees.
 def test_drill_haproxy_reload_and_restart_right_after_flip(drills, tmp_path):
     version = D[8]
     live_version = manifest_of(drills)["pools"][live_pool(drills)]["version"]

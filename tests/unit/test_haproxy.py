@@ -126,3 +126,14 @@ def test_servers_up_needs_every_server_fully_up() -> None:
     assert servers_up(stats, "be_blue", ["blue1"]) is True
     assert servers_up(stats, "be_blue", ["blue1", "blue3"]) is False
     assert servers_up(stats, "be_missing") is False
+
+
+def test_parse_show_map_lenient_skips_error_replies() -> None:
+    text = "Unknown map identifier. Please use #<id> or <file>.\n\n0x1 active be_blue\n"
+    assert parse_show_map(text, strict=False) == {"active": "be_blue"}
+
+
+def test_active_pool_lenient_reads_set_then_show_output() -> None:
+    # "set map ...; show map ..." answers with an empty line for the set, then the map
+    assert active_pool("\n0x55d0c5e0a0e0 active be_green\n\n", strict=False) == "green"
+    assert active_pool("Can't connect\n", strict=False) is None
