@@ -44,7 +44,9 @@ demo: deps ## boot the lab, provision it, deploy two versions, roll back once, p
 	$(INVOKE) deploy --env lab --version 1.1.0
 	$(INVOKE) report --env lab
 
-test: deps ## the gating suite: unit, lab integration, end-to-end deploys, drills
+test: deps ## the whole gating suite: lint, Molecule, unit, lab integration, e2e, drills
+	$(MAKE) lint
+	$(MAKE) molecule
 	$(BIN)/python -m pytest tests -m "not extended"
 
 test-extended: deps ## lab tests not yet gating CI: release management e2e, quick benchmark

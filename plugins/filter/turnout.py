@@ -23,6 +23,8 @@ description:
     backend when no backend is given.
   - C(turnout_servers_up) is true when every server (or every listed server) of a backend is UP.
   - C(turnout_server_states) returns {server: status} of one backend.
+  - C(turnout_canary_counters) returns a backend's canary counters (errors, retries, redispatches,
+    health-check downs); C(turnout_canary_check) judges a step against such a baseline.
   - C(turnout_promote_check) returns the staged release a promote may flip to, or fails with
     one line saying why not (nothing awaiting approval, release changed, smoke results too old).
   - C(turnout_release_notes) returns RELEASE_NOTES.md from inside an artifact (empty if none).
@@ -114,6 +116,8 @@ class FilterModule:
             "turnout_error_counters": _wrap(error_counters),
             "turnout_servers_up": _wrap(haproxy.servers_up),
             "turnout_server_states": _wrap(haproxy.server_states),
+            "turnout_canary_counters": _wrap(haproxy.canary_counters),
+            "turnout_canary_check": _wrap(haproxy.canary_check),
             "turnout_promote_check": _wrap(promote_check),
             "turnout_release_notes": _wrap(release_notes),
             "turnout_hook_path": _wrap(hook_path),

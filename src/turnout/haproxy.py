@@ -20,6 +20,9 @@ POOLS = ("blue", "green")
 MAP_KEY = "active"
 BACKEND_PREFIX = "be_"
 ERROR_COUNTERS = ("hrsp_5xx", "eresp", "econ")
+# What a canary watches on the target backend. HAProxy's retries and redispatch hide a dead
+# server from clients (and from econ); wretr, wredis and chkdown do not.
+CANARY_COUNTERS = ERROR_COUNTERS + ("wretr", "wredis", "chkdown")
 _INT_FIELDS = (
     "qcur", "scur", "smax", "stot", "econ", "eresp", "ereq", "wretr", "wredis",
     "chkfail", "chkdown", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "weight", "act", "bck",
@@ -143,3 +146,40 @@ def servers_up(stats: Mapping[str, Any], backend: str, expected: list[str] | Non
     if not names:
         return False
     return all(states.get(name) == "UP" for name in names)
+
+
+def canary_counters(stats: Mapping[str, Any], backend: str) -> dict[str, int]:
+    """The :data:`CANARY_COUNTERS` of ``backend`` (0 if absent): the baseline of a canary.
+
+    ``chkdown`` is summed over the servers: the backend's own chkdown only counts the whole
+    backend going down.
+    """
+    fields = (stats.get("backends") or {}).get(backend) or {}
+    counters = {key: int(fields.get(key, 0) or 0) for key in CANARY_COUNTERS}
+    servers = ((stats.get("servers") or {}).get(backend) or {}).values()
+    counters["chkdown"] = sum(int(server.get("chkdown", 0) or 0) for server in servers)
+    return counters
+
+
+def canary_check(stats: Mapping[str, Any], backend: str, baseline: Mapping[str, Any],
+                 max_errors: int = 0) -> dict[str, Any]:
+    """Judge a canary step: {"ok", "new_errors", "not_up", "reason"}.
+
+    Bad when the counters grew by more than ``max_errors`` since ``baseline`` (summed over
+    :data:`CANARY_COUNTERS`) or when any server of ``backend`` is not ``UP`` — a server the
+    health check took down is a failed canary even if retries kept every client answered.
+    """
+    now = canary_counters(stats, backend)
+    grown = {key: now[key] - int((baseline or {}).get(key, 0) or 0) for key in CANARY_COUNTERS}
+    grown = {key: value for key, value in grown.items() if value > 0}
+    new_errors = sum(grown.values())
+    not_up = sorted(name for name, state in server_states(stats, backend).items()
+                    if state != "UP")
+    reasons = []
+    if new_errors > int(max_errors):
+        detail = ", ".join(f"{key} +{value}" for key, value in sorted(grown.items()))
+        reasons.append(f"{backend} had {new_errors} new errors ({detail}; max {max_errors})")
+    if not_up:
+        reasons.append(f"{backend} server(s) not UP: {', '.join(not_up)}")
+    return {"ok": not reasons, "new_errors": new_errors, "not_up": not_up,
+            "reason": "; ".join(reasons)}

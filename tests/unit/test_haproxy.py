@@ -9,6 +9,8 @@ from turnout.haproxy import (
     active_pool,
     all_error_counters,
     backend_for,
+    canary_check,
+    canary_counters,
     error_counters,
     parse_show_map,
     parse_show_stat,
@@ -137,3 +139,46 @@ def test_active_pool_lenient_reads_set_then_show_output() -> None:
     # "set map ...; show map ..." answers with an empty line for the set, then the map
     assert active_pool("\n0x55d0c5e0a0e0 active be_green\n\n", strict=False) == "green"
     assert active_pool("Can't connect\n", strict=False) is None
+
+
+def test_canary_counters_include_retries_and_server_health_check_downs() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    assert canary_counters(stats, "be_blue") == {
+        "hrsp_5xx": 1, "eresp": 2, "econ": 1, "wretr": 0, "wredis": 0, "chkdown": 0}
+    # the backend's own chkdown is 1 too, but it is the servers' sum that is kept
+    assert canary_counters(stats, "be_green")["chkdown"] == 1
+    assert canary_counters(stats, "be_missing") == dict.fromkeys(
+        ("hrsp_5xx", "eresp", "econ", "wretr", "wredis", "chkdown"), 0)
+
+
+def test_canary_check_passes_a_quiet_healthy_backend() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    verdict = canary_check(stats, "be_blue", canary_counters(stats, "be_blue"), 0)
+    assert verdict == {"ok": True, "new_errors": 0, "not_up": [], "reason": ""}
+
+
+def test_canary_check_counts_new_errors_against_the_baseline() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    baseline = {"hrsp_5xx": 0, "eresp": 0, "econ": 1, "wretr": 0, "wredis": 0, "chkdown": 0}
+    verdict = canary_check(stats, "be_blue", baseline, 2)
+    assert verdict["new_errors"] == 3 and not verdict["ok"]
+    assert "be_blue had 3 new errors (eresp +2, hrsp_5xx +1; max 2)" in verdict["reason"]
+    assert canary_check(stats, "be_blue", baseline, 3)["ok"]
+
+
+def test_canary_check_fails_when_a_server_is_not_up_even_without_errors() -> None:
+    stats = parse_show_stat(SHOW_STAT)
+    verdict = canary_check(stats, "be_green", canary_counters(stats, "be_green"), 100)
+    assert not verdict["ok"]
+    assert verdict["not_up"] == ["green1", "green2"]
+    assert verdict["reason"] == "be_green server(s) not UP: green1, green2"
+
+
+def test_canary_check_sees_retries_that_clients_never_see() -> None:
+    healthy = parse_show_stat(SHOW_STAT)
+    retried = parse_show_stat(SHOW_STAT.replace(
+        "be_blue,BACKEND,0,0,1,3,26212,38,4000,8000,0,0,,1,2,0,0,",
+        "be_blue,BACKEND,0,0,1,3,26212,38,4000,8000,0,0,,1,2,4,1,"))
+    verdict = canary_check(retried, "be_blue", canary_counters(healthy, "be_blue"), 0)
+    assert (verdict["ok"], verdict["new_errors"]) == (False, 5)
+    assert "wredis +1, wretr +4" in verdict["reason"]
