@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 
-from turnout import artifact, haproxy, hooks, plan
+from turnout import artifact, haproxy, hooks, httpcheck, plan
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
@@ -23,6 +23,9 @@ description:
     backend when no backend is given.
   - C(turnout_servers_up) is true when every server (or every listed server) of a backend is UP.
   - C(turnout_server_states) returns {server: status} of one backend.
+  - C(turnout_split_map_stat) splits one C(show map <file>; show stat) reply into {map, stat}.
+  - C(turnout_curl_argv) is the argv of one curl run that GETs a URL N times;
+    C(turnout_curl_batch) parses its output into [{status, seconds, version, body}].
   - C(turnout_canary_counters) returns a backend's canary counters (errors, retries, redispatches,
     health-check downs); C(turnout_canary_check) judges a step against such a baseline.
   - C(turnout_promote_check) returns the staged release a promote may flip to, or fails with
@@ -104,6 +107,14 @@ def hooks_check(value, inventory_dir, project_dir):
     return hooks.validate(value, inventory_dir, project_dir)
 
 
+def curl_argv(url, count, timeout):
+    """argv of one curl run that GETs ``url`` ``count`` times (turnout.httpcheck.curl_argv)."""
+    try:
+        return httpcheck.curl_argv(url, count, timeout)
+    except ValueError as error:
+        raise InputError(str(error)) from error
+
+
 class FilterModule:
     """turnout filters."""
 
@@ -116,6 +127,9 @@ class FilterModule:
             "turnout_error_counters": _wrap(error_counters),
             "turnout_servers_up": _wrap(haproxy.servers_up),
             "turnout_server_states": _wrap(haproxy.server_states),
+            "turnout_curl_argv": _wrap(curl_argv),
+            "turnout_curl_batch": _wrap(httpcheck.parse_batch),
+            "turnout_split_map_stat": _wrap(haproxy.split_map_stat),
             "turnout_canary_counters": _wrap(haproxy.canary_counters),
             "turnout_canary_check": _wrap(haproxy.canary_check),
             "turnout_promote_check": _wrap(promote_check),

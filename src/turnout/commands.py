@@ -132,25 +132,17 @@ def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool 
     if check:
         cli.say("check: nothing was changed")
         return
-    _precheck_lock(env, "deploy")
-    run_id = manifest.new_run_id(datetime.now(UTC))
-    cli.say(f"deploy {run_id}: {version} to {env.name}")
     extravars: dict[str, Any] = {
         "turnout_version": version,
         "turnout_artifact": str(built.path),
         "turnout_artifact_sha256": built.sha256,
-        "turnout_run_id": run_id,
-        "turnout_deployed_by": deployed_by(),
     }
     if approval:
         extravars["turnout_approval"] = True
     if canary_steps:
         extravars["turnout_canary"] = canary_steps
-    result = _run("deploy", env, extravars, verbose)
-    _raise_if_lock_refused(env, result)
-    print_report(env)
-    if not result.ok:
-        raise DeployFailed(_failure(f"deploy of {version} to {env.name}", env, run_id, result))
+    run_id = _execute("deploy", env, extravars, f"deploy of {version} to {env.name}", verbose,
+                      announce=f"{version} to {env.name}")
     entry = _entry(env, run_id)
     if entry and entry.get("result") == "awaiting_approval":
         print(_overview(entry))
@@ -195,15 +187,8 @@ def promote(env_name: str, check: bool = False, verbose: bool = False) -> None:
     if check:
         cli.say("check: nothing was changed")
         return
-    run_id = manifest.new_run_id(datetime.now(UTC))
-    _precheck_lock(env, "promote")
-    result = _run("promote", env, {"turnout_run_id": run_id,
-                                   "turnout_deployed_by": deployed_by()}, verbose)
-    _raise_if_lock_refused(env, result)
-    print_report(env)
-    if not result.ok:
-        raise DeployFailed(_failure(f"promote of {staged['version']} in {env.name}", env, run_id,
-                                    result))
+    run_id = _execute("promote", env, {}, f"promote of {staged['version']} in {env.name}",
+                      verbose)
     cli.say(f"promote {run_id}: {staged['version']} is live on {env.name} ({staged['pool']})")
 
 
@@ -218,16 +203,30 @@ def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:
     if check:
         cli.say("check: nothing was changed")
         return
-    _precheck_lock(env, "rollback")
+    run_id = _execute("rollback", env, {}, f"rollback of {env.name}", verbose)
+    cli.say(f"rollback {run_id}: {rollback_plan.to_version} is live on {env.name} "
+            f"({rollback_plan.target_pool})")
+
+
+def _execute(action: str, env: Environment, extravars: dict[str, Any], what: str,
+             verbose: bool = False, announce: str = "") -> str:
+    """Run one changing playbook (deploy, promote, rollback) the same way every time.
+
+    Lock pre-check, a new run id, the playbook with the run id and who, a lock refusal inside
+    the playbook as exit 2, the per-host report, then DeployFailed naming ``what`` if it
+    failed. Returns the run id.
+    """
+    _precheck_lock(env, action)
     run_id = manifest.new_run_id(datetime.now(UTC))
-    result = _run("rollback", env, {"turnout_run_id": run_id,
-                                    "turnout_deployed_by": deployed_by()}, verbose)
+    if announce:
+        cli.say(f"{action} {run_id}: {announce}")
+    result = _run(action, env, {**extravars, "turnout_run_id": run_id,
+                                "turnout_deployed_by": deployed_by()}, verbose)
     _raise_if_lock_refused(env, result)
     print_report(env)
     if not result.ok:
-        raise DeployFailed(_failure(f"rollback of {env.name}", env, run_id, result))
-    cli.say(f"rollback {run_id}: {rollback_plan.to_version} is live on {env.name} "
-            f"({rollback_plan.target_pool})")
+        raise DeployFailed(_failure(what, env, run_id, result))
+    return run_id
 
 
 def _precheck_lock(env: Environment, action: str) -> None:

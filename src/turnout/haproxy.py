@@ -183,3 +183,16 @@ def canary_check(stats: Mapping[str, Any], backend: str, baseline: Mapping[str, 
         reasons.append(f"{backend} server(s) not UP: {', '.join(not_up)}")
     return {"ok": not reasons, "new_errors": new_errors, "not_up": not_up,
             "reason": "; ".join(reasons)}
+
+
+def split_map_stat(text: str) -> dict[str, str]:
+    """Output of one ``show map <file>; show stat`` exchange -> {"map": ..., "stat": ...}.
+
+    The stat part starts at the CSV header line (``# pxname,...``); the map part is everything
+    before it. One socat run reads both (one module run instead of two).
+    """
+    lines = (text or "").splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith("# pxname"):
+            return {"map": "".join(lines[:index]), "stat": "".join(lines[index:])}
+    return {"map": "".join(lines), "stat": ""}

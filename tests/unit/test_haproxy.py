@@ -18,6 +18,7 @@ from turnout.haproxy import (
     render_map,
     server_states,
     servers_up,
+    split_map_stat,
 )
 
 # Captured from HAProxy 2.6.12 (Debian 12) in the lab, trimmed to the columns up to hrsp_5xx
@@ -182,3 +183,16 @@ def test_canary_check_sees_retries_that_clients_never_see() -> None:
     verdict = canary_check(retried, "be_blue", canary_counters(healthy, "be_blue"), 0)
     assert (verdict["ok"], verdict["new_errors"]) == (False, 5)
     assert "wredis +1, wretr +4" in verdict["reason"]
+
+
+def test_split_map_stat_reads_one_combined_reply() -> None:
+    reply = "0x55d0c5e0a0e0 active be_green\n\n" + SHOW_STAT
+    parts = split_map_stat(reply)
+    assert active_pool(parts["map"]) == "green"
+    stats = parse_show_stat(parts["stat"])
+    assert server_states(stats, "be_blue") == {"blue1": "UP", "blue2": "UP"}
+
+
+def test_split_map_stat_without_stats_leaves_stat_empty() -> None:
+    assert split_map_stat("Unknown map identifier.\n") == {
+        "map": "Unknown map identifier.\n", "stat": ""}

@@ -1,0 +1,61 @@
+"""Batches of HTTP requests made by one ``curl`` run, parsed.
+
+Pure: no I/O. One ``curl`` process given the same URL N times makes N requests (on one
+keep-alive connection) and prints ``--write-out`` after each: one module run on the remote
+host instead of N. :data:`WRITE_OUT` is the format; :func:`parse_batch` reads the output.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MARK = "@@turnout"
+# After each transfer: a newline (the body may not end in one), the mark, status and seconds.
+WRITE_OUT = "\n" + MARK + " %{http_code} %{time_total}\n"
+
+
+def curl_argv(url: str, count: int, timeout: float | int) -> list[str]:
+    """argv of one curl run that GETs ``url`` ``count`` times and marks each response."""
+    if int(count) < 1:
+        raise ValueError("count must be at least 1")
+    return ["curl", "--silent", "--show-error", "--max-time", str(timeout),
+            "--write-out", WRITE_OUT, *([url] * int(count))]
+
+
+def _version(body: str) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    value = data.get("version") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def parse_batch(text: str, expected: int | None = None) -> list[dict[str, Any]]:
+    """curl output with :data:`WRITE_OUT` -> [{"status", "seconds", "version", "body"}].
+
+    ``status`` is 0 when curl got no HTTP answer (its ``000``). With ``expected``, requests that
+    curl never reported (it gave up early) are added as status 0, so a short batch is a failed one.
+    """
+    results: list[dict[str, Any]] = []
+    body_lines: list[str] = []
+    for line in (text or "").split("\n"):
+        if line.startswith(MARK + " "):
+            parts = line.split()
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            try:
+                seconds = float(parts[2]) if len(parts) > 2 else 0.0
+            except ValueError:
+                seconds = 0.0
+            body = "\n".join(body_lines).strip()
+            results.append({"status": status, "seconds": seconds,
+                            "version": _version(body) if status == 200 else None,
+                            "body": body[:200]})
+            body_lines = []
+        else:
+            body_lines.append(line)
+    if expected is not None:
+        while len(results) < int(expected):
+            results.append({"status": 0, "seconds": 0.0, "version": None, "body": ""})
+    return results
