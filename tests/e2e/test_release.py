@@ -40,7 +40,8 @@ HOOK_ORDER_DEPLOY = ["before_stage", "after_stage", "before_smoke", "after_smoke
                      "before_record", "after_record"]
 HOOK_ORDER_PROMOTE = ["before_flip", "after_flip", "after_record"]
 VOLATILE = {"id", "by", "started_at", "finished_at", "duration_s", "deployed_at", "deployed_by",
-            "run_id", "latency_ms", "lb_errors", "updated_at"}
+            "run_id", "latency_ms", "lb_errors", "updated_at",
+            "detail"}  # smoke check details carry measured timings and health-check attempts
 
 
 class Receiver:
