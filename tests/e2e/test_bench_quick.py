@@ -15,8 +15,7 @@ import pytest
 from tests.conftest import invoke, require_lab_support
 from turnout import bench
 
-# Not yet in the gating suite (`make test`): see the Makefile target test-extended.
-pytestmark = [pytest.mark.e2e, pytest.mark.extended]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
