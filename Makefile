@@ -9,7 +9,7 @@ INVOKE := $(BIN)/invoke
 APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv demo test test-extended unit integration lint molecule bench clean
+.PHONY: help deps apt venv demo test unit integration lint molecule bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,10 +47,7 @@ demo: deps ## boot the lab, provision it, deploy two versions, roll back once, p
 test: deps ## the whole gating suite: lint, Molecule, unit, lab integration, e2e, drills
 	$(MAKE) lint
 	$(MAKE) molecule
-	$(BIN)/python -m pytest tests -m "not extended"
-
-test-extended: deps ## lab tests not yet gating CI: release management e2e, quick benchmark
-	$(BIN)/python -m pytest tests -m extended
+	$(BIN)/python -m pytest tests
 
 unit: venv ## unit tests only (seconds, no root needed)
 	$(BIN)/python -m pytest tests/unit
