@@ -116,8 +116,13 @@ def parse_show_stat(csv_text: str) -> dict[str, Any]:
 
 def error_counters(stats: Mapping[str, Any], backend: str) -> dict[str, int]:
     """{hrsp_5xx, eresp, econ} of ``backend`` from :func:`parse_show_stat` output (0 if absent)."""
+    return _backend_counters(stats, backend, ERROR_COUNTERS)
+
+
+def _backend_counters(stats: Mapping[str, Any], backend: str,
+                      keys: tuple[str, ...]) -> dict[str, int]:
     fields = (stats.get("backends") or {}).get(backend) or {}
-    return {key: int(fields.get(key, 0) or 0) for key in ERROR_COUNTERS}
+    return {key: int(fields.get(key, 0) or 0) for key in keys}
 
 
 def all_error_counters(stats: Mapping[str, Any]) -> dict[str, dict[str, int]]:
@@ -154,8 +159,7 @@ def canary_counters(stats: Mapping[str, Any], backend: str) -> dict[str, int]:
     ``chkdown`` is summed over the servers: the backend's own chkdown only counts the whole
     backend going down.
     """
-    fields = (stats.get("backends") or {}).get(backend) or {}
-    counters = {key: int(fields.get(key, 0) or 0) for key in CANARY_COUNTERS}
+    counters = _backend_counters(stats, backend, CANARY_COUNTERS)
     servers = ((stats.get("servers") or {}).get(backend) or {}).values()
     counters["chkdown"] = sum(int(server.get("chkdown", 0) or 0) for server in servers)
     return counters
