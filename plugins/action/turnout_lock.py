@@ -2,7 +2,7 @@
 
 Runs the turnout_lock module on the (delegated) load balancer host. Before an acquire it
 reads the lock and, if the holder ran on THIS controller and its ansible-playbook process is
-gone (turnout.lock.holder_is_dead), asks the module to steal it by compare-and-swap on the
+gone (turnout.fleetlock.holder_is_dead), asks the module to steal it by compare-and-swap on the
 holder's run id. A holder on another controller is only recovered after its TTL.
 """
 
@@ -23,7 +23,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         try:
-            from turnout import lock
+            from turnout import fleetlock
         except ImportError as error:  # pragma: no cover - environment problem
             result.update(failed=True, msg=f"turnout_lock: cannot import turnout ({error})")
             return result
@@ -32,7 +32,7 @@ class ActionModule(ActionBase):
         controller = socket.gethostname()
         args.setdefault("controller", controller)
         args.setdefault("pid", pid)
-        args.setdefault("pid_start", lock.process_start(pid))
+        args.setdefault("pid_start", fleetlock.process_start(pid))
         if args.get("op") == "acquire" and "steal_run_id" not in args:
             read = self._execute_module(module_name="turnout_lock",
                                         module_args={"op": "read", **({"path": args["path"]}
@@ -42,7 +42,7 @@ class ActionModule(ActionBase):
                 result.update(read)
                 return result
             holder = read.get("holder")
-            if lock.holder_is_dead(holder, controller):
+            if fleetlock.holder_is_dead(holder, controller):
                 args["steal_run_id"] = holder["run_id"]
         result.update(self._execute_module(module_name="turnout_lock", module_args=args,
                                            task_vars=task_vars))

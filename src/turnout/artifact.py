@@ -11,21 +11,19 @@ import gzip
 import hashlib
 import io
 import os
-import re
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from turnout.contracts import VERSION_RULE, is_sha256, is_version
 from turnout.errors import InputError
 
-VERSION_RE = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z._+-]{0,63}\Z")  # \Z: no trailing newline
 BROKEN_VARIANTS = ("unhealthy", "wrong-version", "crash", "slow")
 DEFAULT_SOURCE_DATE_EPOCH = 1700000000
 DEFAULT_NOTES = "No release notes."
-SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
-_VERSION_RULE = "use letters, digits, '.', '_', '+', '-' (max 64 chars)"
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 _CHUNK_SIZE = 1024 * 1024
@@ -44,12 +42,10 @@ class Artifact:
 def validate_version(version: str) -> str:
     """Return `version` if it is safe as a file name and shell word; else raise InputError."""
     if not isinstance(version, str):
-        raise InputError(f"invalid version {version!r}: {_VERSION_RULE}")
+        raise InputError(f"invalid version {version!r}: {VERSION_RULE}")
     shown = version if len(version) <= 80 else version[:77] + "..."
-    if not VERSION_RE.fullmatch(version):
-        raise InputError(f"invalid version {shown!r}: {_VERSION_RULE}")
-    if ".." in version:
-        raise InputError(f"invalid version {shown!r}: '..' is not allowed; {_VERSION_RULE}")
+    if not is_version(version):
+        raise InputError(f"invalid version {shown!r}: {VERSION_RULE}")
     return version
 
 
@@ -186,10 +182,10 @@ def read_sha256_file(path: Path) -> str:
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}; rebuild the artifact") from None
     words = text.split(maxsplit=1)
-    recorded = words[0] if words else ""
-    if not SHA256_RE.fullmatch(recorded):
+    recorded = words[0].lower() if words else ""
+    if not is_sha256(recorded):
         raise InputError(f"{path} is not a sha256 file ('<64 hex>  <name>'): rebuild the artifact")
-    return recorded.lower()
+    return recorded
 
 
 def find_artifact(version: str, dist_dir: Path) -> Artifact:
@@ -244,3 +240,32 @@ def find_by_sha256(sha256: str, dist_dir: Path) -> Artifact:
             return Artifact(version=version, path=path, sha256=sha256, size=path.stat().st_size)
     raise InputError(f"no artifact with sha256 {sha256[:12]}... in {dist_dir}/: copy the "
                      "artifact that was deployed there into dist/ (build once, deploy everywhere)")
+
+
+def check_deploy_inputs(version: Any, artifact: Any, sha256: Any, dist_dir: Path) -> dict[str, Any]:
+    """What a deploy ships, checked on the controller before anything runs (the playbooks'
+    preflight; invoke checks the same through :func:`find_artifact`).
+
+    ``artifact`` defaults to ``<dist_dir>/app-<version>.tar.gz``; ``sha256`` to the first word
+    of ``<artifact>.sha256``. Returns {version, artifact, sha256, release_notes}.
+    """
+    if not is_version(version):
+        shown = str(version)[:80] if version is not None else "(missing)"
+        raise InputError(f"invalid turnout_version {shown}: pass -e turnout_version=<version> "
+                         f"and {VERSION_RULE}")
+    path = Path(str(artifact)) if artifact else Path(dist_dir) / archive_name(version)
+    if not path.is_file():
+        raise InputError(f"artifact {path} not found: build it (invoke build --version "
+                         f"{version}) or pass -e turnout_artifact=<path>")
+    expected = str(sha256 or "").strip().split()[0].lower() if str(sha256 or "").strip() else ""
+    if not expected and sha256_path(path).is_file():
+        text = sha256_path(path).read_text(encoding="utf-8", errors="replace").split()
+        expected = text[0].lower() if text else ""
+    actual = sha256_of(path)
+    if not is_sha256(expected) or actual != expected:
+        raise InputError(
+            f"artifact {path} has sha256 {actual}, expected "
+            f"{expected or '(none: no .sha256 file and no turnout_artifact_sha256)'}; "
+            "rebuild the artifact or fix turnout_artifact_sha256")
+    return {"version": version, "artifact": str(path), "sha256": actual,
+            "release_notes": release_notes(path)}

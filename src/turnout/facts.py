@@ -13,11 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from turnout import haproxy
+from turnout import contracts, haproxy
 from turnout.inventory import DEFAULT_APP_ROOT, Environment, Host, ssh_argv
 
-SOCKET = "/run/haproxy/admin.sock"
-MAP_FILE = "/etc/haproxy/pool.map"
 SPLIT = "@@turnout@@"
 SSH_TIMEOUT_S = 15.0
 
@@ -63,8 +61,9 @@ def _ssh(host: Host, command: str) -> tuple[int, str, str]:
 
 def runtime_api(lb: Host, *commands: str) -> list[str]:
     """Run Runtime API commands on the LB (one connection each); return their outputs."""
+    socket = contracts.path("admin_socket", lb.vars)
     script = f"; echo {SPLIT}; ".join(
-        f"echo {json.dumps(cmd)} | socat stdio UNIX-CONNECT:{SOCKET}" for cmd in commands)
+        f"echo {json.dumps(cmd)} | socat stdio UNIX-CONNECT:{socket}" for cmd in commands)
     rc, out, err = _ssh(lb, _sudo(lb, script))
     if rc != 0:
         raise RuntimeError(err.strip().splitlines()[-1] if err.strip() else f"ssh exit {rc}")
@@ -73,7 +72,8 @@ def runtime_api(lb: Host, *commands: str) -> list[str]:
 
 def lb_facts(lb: Host) -> LbFacts:
     try:
-        show_map, show_stat = runtime_api(lb, f"show map {MAP_FILE}", "show stat")
+        pool_map = contracts.path("pool_map", lb.vars)
+        show_map, show_stat = runtime_api(lb, f"show map {pool_map}", "show stat")
     except RuntimeError as exc:
         return LbFacts(host=lb.name, error=f"load balancer {lb.name} unreachable: {exc}")
     return lb_facts_from(lb.name, show_map, show_stat)

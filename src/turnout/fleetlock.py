@@ -1,17 +1,20 @@
-"""The deploy lock seen from the controller, over SSH: a fast pre-check and `unlock`.
+"""The controller side of the deploy lock: who this controller is, whether a holder that ran
+here is still alive, and the invoke side over SSH (a fast pre-check, `unlock`).
 
-The playbooks take and release the lock themselves (plugins/action/turnout_lock.py); this is
-the invoke side: refuse early, naming the holder, and break a lock on request. The policy is
-turnout.lock (pure); this module only moves bytes over OpenSSH.
+The playbooks take and release the lock through the ``turnout_lock`` action plugin, which
+asks this module about the controller and dead local holders; the fleet side (the policy and
+the file on the load balancer) is turnout.lock.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from turnout import lock
 from turnout.errors import DeployFailed, InputError
@@ -55,7 +58,7 @@ def precheck(env: Environment, action: str, by: str) -> str | None:
     controller = socket.gethostname()
     request = {"op": "acquire", "run_id": "precheck", "owner": by.replace(" ", "_") or "unknown",
                "action": action, "env": env.name, "controller": controller}
-    if lock.holder_is_dead(holder, controller):
+    if holder_is_dead(holder, controller):
         request["steal_run_id"] = holder.get("run_id")
     decision = lock.decide(holder, request, datetime.now(UTC))
     if decision.op == "refuse":
@@ -73,3 +76,53 @@ def force_release(env: Environment) -> dict | None:
         raise DeployFailed(f"cannot remove the deploy lock on {env.lb[0].name}: {reason}")
     out = proc.stdout.strip().splitlines()
     return json.loads(out[-1]) if out else None
+
+
+# ------------------------------------------------------------- this controller's processes
+
+def holder_is_dead(holder: dict[str, Any] | None, controller: str,
+                   alive: Any = None) -> bool:
+    """True when the holder ran on ``controller`` (this machine) and its process is gone.
+
+    ``alive(pid, pid_start)`` answers whether that process still runs (default: /proc)."""
+    if not holder or holder.get("corrupt") or holder.get("controller") != controller:
+        return False
+    pid = holder.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    return not (alive or process_alive)(pid, holder.get("pid_start"))
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 on (after the command name), or [] if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return []
+    return stat.rsplit(")", 1)[-1].split()
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter (/proc/PID/stat field 3), e.g. R, S, Z; None if gone."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def process_alive(pid: int, pid_start: Any = None) -> bool:
+    """True if pid runs (a zombie, killed but not yet reaped, holds nothing: not alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if process_state(pid) in ("Z", "X"):
+        return False
+    return pid_start is None or process_start(pid) in (None, str(pid_start))

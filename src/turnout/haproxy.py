@@ -1,10 +1,10 @@
 """HAProxy Runtime API output, parsed: which pool the map points to, server states, counters.
 
-Pure: no I/O. The playbooks read the admin socket (``socat stdio /run/haproxy/admin.sock``)
-and hand the text to these functions through the ``turnout`` filter plugin.
+Pure: no I/O. The playbooks read the admin socket (turnout.contracts' ``admin_socket``) and
+hand the text to these functions through the ``turnout`` filter plugin.
 
-Names (docs/contracts.md): the map ``/etc/haproxy/pool.map`` holds one line
-``active be_<pool>``; the backends are ``be_blue`` and ``be_green``.
+Names (turnout.contracts, docs/contracts.md): the pool map holds ``active be_<pool>``; the
+backends are ``be_blue`` and ``be_green``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from turnout.contracts import BACKEND_PREFIX, MAP_ACTIVE_KEY, POOLS, pool_of_backend
 from turnout.errors import InputError
 
-POOLS = ("blue", "green")
-MAP_KEY = "active"
-BACKEND_PREFIX = "be_"
+MAP_KEY = MAP_ACTIVE_KEY
 ERROR_COUNTERS = ("hrsp_5xx", "eresp", "econ")
 # What a canary watches on the target backend. HAProxy's retries and redispatch hide a dead
 # server from clients (and from econ); wretr, wredis and chkdown do not.
@@ -39,11 +38,7 @@ def backend_for(pool: str) -> str:
 
 def pool_for(backend: str) -> str | None:
     """The pool a backend serves (``be_green`` -> ``green``), or None for anything else."""
-    if isinstance(backend, str) and backend.startswith(BACKEND_PREFIX):
-        pool = backend[len(BACKEND_PREFIX):]
-        if pool in POOLS:
-            return pool
-    return None
+    return pool_of_backend(backend)
 
 
 def parse_show_map(text: str, strict: bool = True) -> dict[str, str]:
@@ -77,6 +72,16 @@ def active_pool(text: str, strict: bool = True) -> str | None:
 def render_map(pool: str) -> str:
     """The content of the map file that routes to ``pool``: ``active be_<pool>\\n``."""
     return f"{MAP_KEY} {backend_for(pool)}\n"
+
+
+def render_release_map(entries: Mapping[str, str] | None, pool: str | None = None,
+                       version: str | None = None) -> str:
+    """The release map file: ``be_<pool> <version>`` lines, sorted; ``pool``/``version``
+    (when given) set that backend's entry first."""
+    merged = dict(entries or {})
+    if pool is not None and version is not None:
+        merged[backend_for(pool)] = str(version)
+    return "".join(f"{backend} {release}\n" for backend, release in sorted(merged.items()))
 
 
 def _number(value: str) -> int:

@@ -4,10 +4,12 @@
 (owner, run id, action, version, env, controller host and pid, started and heartbeat times).
 Every controller (a workstation, Jenkins, AWX) sees it because it lives on the fleet.
 
-This module is shipped to the load balancer by the ``turnout_lock`` module (through
-``plugins/module_utils/turnout_lock.py``, a symlink to this file), so it is stdlib only and
-runs on the hosts' Python (3.11 on Debian 12). :func:`decide` is the whole policy and is
-pure; :func:`apply` does the I/O: an exclusive ``flock`` on the lock's directory for every
+This is the fleet side of the lock: it is shipped to the load balancer by the ``turnout_lock``
+module (through ``plugins/module_utils/turnout_lock.py``, a symlink to this file, with
+``turnout_contracts``), so it is stdlib only and runs on the hosts' Python (3.11 on Debian
+12). The controller side (who holds it, is that process alive, the invoke pre-check and
+unlock) is turnout.fleetlock. :func:`decide` is the whole policy and is pure; :func:`apply`
+does the I/O: an exclusive ``flock`` on the lock's directory for every
 read-compare-write, and ``link(2)`` of a fully written temporary file so the lock file
 appears atomically with its content (a crash never leaves a half-written lock).
 """
@@ -24,7 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-LOCK_PATH = "/var/lib/turnout/deploy.lock"
+try:  # on the load balancer: shipped beside this file as module_utils
+    from ansible.module_utils.turnout_contracts import PATHS, format_timestamp, parse_timestamp
+except ImportError:  # on the controller
+    from turnout.contracts import PATHS, format_timestamp, parse_timestamp
+
+LOCK_PATH = PATHS["lock"]
 DEFAULT_TTL_S = 900
 MIN_TTL_S = 30
 MAX_TTL_S = 86400
@@ -34,7 +41,6 @@ FIELDS = ("owner", "run_id", "action", "version", "env", "controller", "pid", "p
           "started_at", "heartbeat_at")
 HELD_MARKER = "deploy lock held"
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,127}$")
-_TS = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class LockError(Exception):
@@ -52,17 +58,8 @@ class Decision:
     message: str = ""
 
 
-def format_ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_TS)
-
-
-def parse_ts(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.strptime(text, _TS).replace(tzinfo=UTC)
-    except ValueError:
-        return None
+format_ts = format_timestamp
+parse_ts = parse_timestamp
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -159,54 +156,6 @@ def decide(current: dict[str, Any] | None, request: dict[str, Any], now: datetim
     return Decision("refuse", current, message=(
         f"{HELD_MARKER} by {describe(current)}; wait for it to finish or, if it is gone, "
         f"run 'invoke unlock --env {request['env']}'"))
-
-
-def holder_is_dead(holder: dict[str, Any] | None, controller: str,
-                   alive: Any = None) -> bool:
-    """True when the holder ran on ``controller`` (this machine) and its process is gone.
-
-    ``alive(pid, pid_start)`` answers whether that process still runs (default: /proc)."""
-    if not holder or holder.get("corrupt") or holder.get("controller") != controller:
-        return False
-    pid = holder.get("pid")
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return False
-    return not (alive or process_alive)(pid, holder.get("pid_start"))
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/PID/stat from field 3 on (after the command name), or [] if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
-        return []
-    return stat.rsplit(")", 1)[-1].split()
-
-
-def process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
-    fields = _stat_fields(pid)
-    return fields[19] if len(fields) > 19 else None
-
-
-def process_state(pid: int) -> str | None:
-    """The process's state letter (/proc/PID/stat field 3), e.g. R, S, Z; None if gone."""
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
-
-
-def process_alive(pid: int, pid_start: Any = None) -> bool:
-    """True if pid runs (a zombie, killed but not yet reaped, holds nothing: not alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if process_state(pid) in ("Z", "X"):
-        return False
-    return pid_start is None or process_start(pid) in (None, str(pid_start))
 
 
 @contextlib.contextmanager

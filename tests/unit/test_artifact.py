@@ -242,7 +242,7 @@ def test_invalid_version_message_is_one_actionable_line() -> None:
     with pytest.raises(InputError) as excinfo:
         validate_version("a;b")
     assert str(excinfo.value) == (
-        "invalid version 'a;b': use letters, digits, '.', '_', '+', '-' (max 64 chars)"
+        "invalid version 'a;b': use letters, digits, '.', '_', '+', '-' (max 64 chars, no '..')"
     )
 
 

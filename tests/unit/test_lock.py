@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout import lock
+from turnout import fleetlock, lock
 
 NOW = datetime(2026, 11, 22, 15, 0, 0, tzinfo=UTC)
 
@@ -104,21 +104,22 @@ def test_bad_requests_are_refused(change: dict, needle: str) -> None:
 
 
 def test_holder_is_dead_only_for_this_controller() -> None:
-    assert lock.holder_is_dead(holder(controller="me"), "me", alive=lambda pid, start: False)
-    assert not lock.holder_is_dead(holder(controller="me"), "me", alive=lambda pid, start: True)
-    assert not lock.holder_is_dead(holder(controller="other"), "me",
-                                   alive=lambda pid, start: False)
-    assert not lock.holder_is_dead(None, "me")
+    assert fleetlock.holder_is_dead(holder(controller="me"), "me", alive=lambda pid, start: False)
+    assert not fleetlock.holder_is_dead(holder(controller="me"), "me",
+                                        alive=lambda pid, start: True)
+    assert not fleetlock.holder_is_dead(holder(controller="other"), "me",
+                                        alive=lambda pid, start: False)
+    assert not fleetlock.holder_is_dead(None, "me")
 
 
 def test_process_alive_for_this_process_and_not_for_a_reaped_child() -> None:
-    assert lock.process_alive(os.getpid(), lock.process_start(os.getpid()))
-    assert not lock.process_alive(os.getpid(), "1")  # pid reused by another start time
+    assert fleetlock.process_alive(os.getpid(), fleetlock.process_start(os.getpid()))
+    assert not fleetlock.process_alive(os.getpid(), "1")  # pid reused by another start time
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-    assert not lock.process_alive(pid)
+    assert not fleetlock.process_alive(pid)
 
 
 def test_apply_on_disk_acquire_refuse_release(tmp_path: Path) -> None:
@@ -145,19 +146,18 @@ def test_a_zombie_holder_is_not_alive():
     import os
     import time
 
-    from turnout import lock as lock_module
 
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     try:
         deadline = time.monotonic() + 10
-        while lock_module.process_state(pid) != "Z":
+        while fleetlock.process_state(pid) != "Z":
             assert time.monotonic() < deadline, "child never became a zombie"
             time.sleep(0.01)
         os.kill(pid, 0)  # the kernel still knows the pid...
-        assert lock_module.process_alive(pid) is False  # ...but it holds nothing
-        assert lock_module.process_alive(os.getpid()) is True
+        assert fleetlock.process_alive(pid) is False  # ...but it holds nothing
+        assert fleetlock.process_alive(os.getpid()) is True
     finally:
         os.waitpid(pid, 0)
-    assert lock_module.process_alive(pid) is False
+    assert fleetlock.process_alive(pid) is False

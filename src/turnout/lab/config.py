@@ -19,7 +19,6 @@ MAX_APP_HOSTS = 10
 DEFAULT_NAME = "lab"
 DEFAULT_SUBNET = "10.231.0.0/24"
 DEFAULT_STATE_ROOT = Path("/var/lib/turnout/labs")
-POOLS = ("blue", "green")
 
 
 @dataclass(frozen=True)
