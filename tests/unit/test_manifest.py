@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from turnout import manifest as mf
+from turnout.manifest import store
 from turnout.errors import InputError, TurnoutError
 
 SHA_OLD = "1" * 64
@@ -81,7 +82,7 @@ def prod_dir(tmp_path: Path) -> Path:
 def test_other_pool() -> None:
     assert mf.other_pool("blue") == "green"
     assert mf.other_pool("green") == "blue"
-    with pytest.raises(InputError, match="red"):
+    with pytest.raises(ValueError, match="red"):
         mf.other_pool("red")
 
 
@@ -103,7 +104,7 @@ def test_new_run_id_format_and_utc() -> None:
     assert prefix == "20261122T140000Z"
     assert len(suffix) == 6 and int(suffix, 16) >= 0
     assert mf.new_run_id(datetime(2026, 1, 2, 3, 4, 5), "x") == "20260102T030405Z-x"
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         mf.new_run_id(moment, "Bad Suffix")
 
 
@@ -296,7 +297,7 @@ def test_write_failure_mid_write_leaves_original_and_no_temp(
         assert Path(src).read_text().startswith("# turnout manifest")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mf.os, "replace", broken_replace)
+    monkeypatch.setattr(store.os, "replace", broken_replace)
     changed = mf.apply_event(blue_live(), event())
     with pytest.raises(TurnoutError, match="cannot be written.*No space left"):
         mf.write_atomic(path, changed)
@@ -312,7 +313,7 @@ def test_write_failure_during_fsync_leaves_no_temp(
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(mf.os, "fsync", broken_fsync)
+    monkeypatch.setattr(store.os, "fsync", broken_fsync)
     with pytest.raises(TurnoutError, match="Input/output error"):
         mf.write_atomic(path, blue_live())
     assert os.listdir(prod_dir) == []
@@ -344,7 +345,6 @@ def test_apply_deploy_success_updates_pool_hosts_and_live() -> None:
     assert "hosts" not in entry
     assert set(entry["smoke"]) == {"green1", "green2"}
     assert entry["smoke"]["green1"]["result"] == "passed"
-    assert mf.previous_live(after) == "blue"
 
 
 def test_apply_deploy_success_host_defaults_from_target() -> None:
@@ -369,9 +369,9 @@ def test_apply_rollback_success_flips_live_only() -> None:
     assert after["live_pool"] == "blue"
     assert after["pools"] == deployed["pools"]
     assert after["history"][-1]["action"] == "rollback"
-    assert mf.last_success(after)["action"] == "rollback"
-    assert mf.last_success(after, "deploy")["id"] == "20261122T140000Z-1a2b3c"
-    assert mf.previous_live(after) == "green"
+    assert after["history"][-1]["result"] == "success"
+    assert [e["action"] for e in after["history"][-2:]] == ["deploy", "rollback"]
+    assert mf.run_entry(after, "20261122T140000Z-1a2b3c")["action"] == "deploy"
 
 
 def test_apply_noop_records_history_only() -> None:
@@ -406,12 +406,12 @@ def test_apply_failure_records_staged_hosts_but_not_pool_version(result: str) ->
     entry = after["history"][-1]
     assert entry["result"] == result and entry["phase"] in ("smoke", "verify")
     assert entry["smoke"]["green2"]["result"] == "failed"
-    assert mf.last_success(after)["id"] == before["history"][-1]["id"]
+    assert [e["result"] for e in after["history"]][:-1] == [e["result"] for e in before["history"]]
 
 
 def test_failed_deploy_blocks_rollback_to_staged_pool() -> None:
     deployed = mf.apply_event(blue_live(), event())  # green live, blue has 1.4.1
-    assert mf.previous_live(deployed) == "blue"
+    assert not any(h.get("staged") for h in deployed["pools"]["blue"]["hosts"].values())
     failed = event(
         id="20261123T090000Z-bbbbbb",
         result="failed",
@@ -426,7 +426,6 @@ def test_failed_deploy_blocks_rollback_to_staged_pool() -> None:
     assert after["pools"]["blue"]["version"] == "1.4.1"
     assert after["pools"]["blue"]["hosts"]["blue1"]["staged"] is True
     assert "staged" not in after["pools"]["blue"]["hosts"]["blue2"]
-    assert mf.previous_live(after) is None
 
 
 def test_awaiting_approval_then_promote() -> None:
@@ -578,12 +577,12 @@ def test_record_event_missing_directory(tmp_path: Path) -> None:
         mf.record_event(tmp_path / "nope" / "manifest.yml", event())
 
 
-def test_previous_live_needs_a_version() -> None:
-    assert mf.previous_live(mf.empty("prod")) is None
-    assert mf.previous_live(blue_live()) is None  # green never deployed
-    assert mf.last_success(mf.empty("prod")) is None
-    with pytest.raises(InputError):
-        mf.last_success(blue_live(), "explode")
+def test_queries_find_a_run_and_a_host() -> None:
+    data = mf.apply_event(blue_live(), event())
+    assert mf.run_entry(data, "20261122T140000Z-1a2b3c")["result"] == "success"
+    assert mf.run_entry(data, "no-such-run") is None
+    assert mf.host_entry(data, "green1")[0] == "green"
+    assert mf.host_entry(data, "nobody") == (None, {})
 
 
 def test_reconciled_rebuilds_pools_from_release_json() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from turnout import manifest as mf
 from turnout import report
+from turnout.report.formats import table
 
 SHA_OLD = "1" * 64
 SHA_NEW = "ab" * 32
@@ -265,7 +266,7 @@ def test_render_table(manifest: Any, host_facts: Any, lb: Any) -> None:
     fleet = report.fleet_drift(manifest, host_facts, lb, INVENTORY)
     text = report.render_table(rows, fleet, env="prod")
     lines = text.splitlines()
-    assert lines[0].split() == list(report._COLUMNS)
+    assert lines[0].split() == list(table._COLUMNS)
     for host in ("blue1", "blue2", "green1", "green2"):
         assert sum(line.startswith(host + " ") for line in lines) == 1
     header_version = lines[0].index("VERSION")

@@ -1,33 +1,22 @@
-"""The deploy manifest: what each pool runs, which pool is live, and the history of runs.
+"""The manifest's schema: its keys, the field validators and :func:`validate`. Pure.
 
-The manifest lives beside the inventory (``inventories/<env>/manifest.yml``) and is written
-by the ``turnout_manifest`` action plugin at the end of every deploy, rollback, promote,
-unlock and reconcile through :func:`record_event`. Everything here is pure except
-:func:`load`, :func:`write_atomic` and :func:`record_event`. The on-disk form is plain YAML
-dicts; docs/manifest.md is the user-facing reference for the format.
+docs/manifest.md is the reference for people; every rule it states is enforced here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import fcntl
 import os
 import re
-import secrets
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from turnout.errors import InputError, TurnoutError
+from turnout.contracts import POOLS, SHA256_RE, format_timestamp
+from turnout.errors import InputError
 
 SCHEMA_VERSION = 1
-POOLS = ("blue", "green")
 ACTIONS = ("deploy", "rollback", "promote", "unlock", "reconcile")
 RESULTS = ("success", "failed", "noop", "flipped_back", "awaiting_approval")
 PHASES = ("lock", "preflight", "stage", "smoke", "flip", "verify", "record")
@@ -56,9 +45,7 @@ HISTORY_KEYS = (
 EVENT_KEYS = (*HISTORY_KEYS, "hosts")
 EVENT_HOST_KEYS = ("version", "sha256", "deployed_at", "smoke")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-_RUN_ID_SUFFIX = re.compile(r"^[0-9a-z]{1,32}$")
 _MESSAGE_MAX = 1000
 
 
@@ -95,33 +82,6 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-# ---------------------------------------------------------------------------- helpers
-
-
-def other_pool(pool: str) -> str:
-    """The pool that is not ``pool``: blue <-> green."""
-    if pool not in POOLS:
-        raise InputError(f"unknown pool {pool!r}; use blue or green")
-    return POOLS[1] if pool == POOLS[0] else POOLS[0]
-
-
-def format_timestamp(moment: datetime) -> str:
-    """``2026-11-22T14:00:00Z`` for a datetime (naive datetimes are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def new_run_id(now: datetime, rand: str | None = None) -> str:
-    """A sortable run id, ``20261122T140000Z-1a2b3c``; ``rand`` defaults to 6 random hex."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    suffix = secrets.token_hex(3) if rand is None else rand
-    if not _RUN_ID_SUFFIX.match(suffix):
-        raise InputError(f"run id suffix must be 1-32 lowercase letters/digits (got {suffix!r})")
-    return f"{now.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{suffix}"
-
-
 def empty_pool() -> dict[str, Any]:
     """The state of a pool that was never deployed."""
     return {
@@ -145,82 +105,6 @@ def empty(env: str, app: str = "app") -> dict[str, Any]:
         "pools": {pool: empty_pool() for pool in POOLS},
         "history": [],
     }
-
-
-def reconciled(
-    env: str,
-    pools: Mapping[str, list[str]],
-    live_pool: str | None,
-    releases: Mapping[str, Mapping[str, Any] | None],
-    history: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Pure: a manifest rebuilt from the fleet (LB live pool, each host's release.json).
-
-    A pool's version and sha256 are set only when every host of it reports the same ones;
-    hosts without a readable release are left out. ``history`` is kept as given.
-    """
-    data = empty(env)
-    data["history"] = list(history)
-    data["live_pool"] = live_pool if live_pool in POOLS else None
-    for pool in POOLS:
-        hosts: dict[str, Any] = {}
-        for host in pools.get(pool, []):
-            release = releases.get(host) or {}
-            version, sha = release.get("version"), release.get("sha256")
-            if not isinstance(version, str) or not isinstance(sha, str) or release.get("error"):
-                continue
-            hosts[host] = {
-                "version": version,
-                "sha256": sha,
-                "deployed_at": release.get("activated_at"),
-                "deployed_by": release.get("activated_by"),
-                "run_id": release.get("run_id"),
-                "smoke": None,
-            }
-        versions = {(h["version"], h["sha256"]) for h in hosts.values()}
-        complete = len(hosts) == len(pools.get(pool, [])) and len(versions) == 1
-        version, sha = next(iter(versions)) if complete else (None, None)
-        newest = max((h["deployed_at"] or "" for h in hosts.values()), default="") or None
-        data["pools"][pool] = {
-            "version": version,
-            "sha256": sha,
-            "deployed_at": newest if complete else None,
-            "deployed_by": None,
-            "run_id": None,
-            "hosts": hosts,
-        }
-    return validate(data)
-
-
-def last_success(data: Mapping[str, Any], action: str | None = None) -> dict[str, Any] | None:
-    """The newest history entry with result ``success`` (of ``action`` if given), or None."""
-    if action is not None and action not in ACTIONS:
-        raise InputError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-    for entry in reversed(data.get("history") or []):
-        if entry.get("result") == "success" and (action is None or entry.get("action") == action):
-            return copy.deepcopy(entry)
-    return None
-
-
-def previous_live(data: Mapping[str, Any]) -> str | None:
-    """The pool a rollback would flip to, or None if there is nothing to go back to.
-
-    That is the idle pool, if it has a version and none of its hosts is ``staged`` (a staged
-    host runs a release that never went live: a failed or unapproved deploy).
-    """
-    live = data.get("live_pool")
-    if live not in POOLS:
-        return None
-    idle = other_pool(live)
-    state = (data.get("pools") or {}).get(idle) or {}
-    if not state.get("version"):
-        return None
-    if any((host or {}).get("staged") for host in (state.get("hosts") or {}).values()):
-        return None
-    return idle
-
-
-# ------------------------------------------------------------------------- validation
 
 
 def _mapping(ctx: _Ctx, value: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -268,7 +152,7 @@ def _sha256(ctx: _Ctx, value: Any, where: str) -> str | None:
         return None
     if isinstance(value, str) and not ctx.strict:
         value = value.strip().lower()
-    if not isinstance(value, str) or not _SHA256.match(value):
+    if not isinstance(value, str) or not SHA256_RE.match(value):
         raise ctx.fail(where, f"must be 64 lowercase hex characters (got {_got(value)})")
     return value
 
@@ -567,257 +451,4 @@ def validate(data: Any, path: str | os.PathLike[str] | None = None) -> dict[str,
         if entry["id"] in seen:
             raise ctx.fail(f"history[{index}].id", f"repeats id {entry['id']!r}; ids are unique")
         seen.add(entry["id"])
-    return manifest
-
-
-# ----------------------------------------------------------------------------- events
-
-_EVENT_CTX = _Ctx(
-    "manifest event",
-    "the recording task must pass id, action, result, env, by, started_at, finished_at "
-    "(see docs/manifest.md)",
-    strict=False,
-)
-
-
-def _clean_event(event: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Whitelist an event: the history entry, and host -> {version, sha256, deployed_at, smoke}.
-
-    Keys outside the schema are dropped at every level, so a variable carrying a secret that
-    rode along with the event never reaches the file.
-    """
-    ctx = _EVENT_CTX
-    if not isinstance(event, Mapping):
-        raise ctx.fail("", f"must be a mapping (got {type(event).__name__})")
-    for key in HISTORY_REQUIRED:
-        if event.get(key) is None:
-            raise ctx.fail("", f"is missing required key {key!r}")
-    hosts_raw = _default(event.get("hosts"), {})
-    if not isinstance(hosts_raw, Mapping):
-        raise ctx.fail("hosts", f"must be a mapping of host -> release (got {_got(hosts_raw)})")
-    hosts: dict[str, dict[str, Any]] = {}
-    for host in sorted(hosts_raw, key=str):
-        where = f"hosts.{host}"
-        raw = _mapping(ctx, _default(hosts_raw[host], {}), where, EVENT_HOST_KEYS)
-        hosts[_name(ctx, host, where)] = {
-            "version": _version(ctx, raw.get("version"), _join(where, "version")),
-            "sha256": _sha256(ctx, raw.get("sha256"), _join(where, "sha256")),
-            "deployed_at": _timestamp(ctx, raw.get("deployed_at"), _join(where, "deployed_at")),
-            "smoke": _smoke(ctx, raw.get("smoke"), _join(where, "smoke")),
-        }
-    history_part = {key: event[key] for key in HISTORY_KEYS if key in event}
-    if not history_part.get("smoke"):
-        history_part["smoke"] = {h: s["smoke"] for h, s in hosts.items() if s["smoke"]}
-    entry = _history_entry(ctx, history_part, "")
-    target = entry["to"]
-    success = entry["result"] == "success"
-    if success and entry["action"] in ("deploy", "promote", "rollback") and target["pool"] is None:
-        raise ctx.fail("to.pool", f"is required for a successful {entry['action']}")
-    if entry["result"] == "success" and entry["action"] in ("deploy", "promote"):
-        for key in ("version", "sha256"):
-            if target[key] is None:
-                raise ctx.fail(f"to.{key}", f"is required for a successful {entry['action']}")
-    if hosts and target["pool"] is None and entry["result"] != "noop":
-        raise ctx.fail("to.pool", "is required when the event carries hosts")
-    return entry, hosts
-
-
-def _host_state(entry: dict[str, Any], release: dict[str, Any], *, staged: bool) -> dict[str, Any]:
-    """A manifest host entry for a host this run deployed (or staged)."""
-    state = {
-        "version": release["version"] or entry["to"]["version"],
-        "sha256": release["sha256"] or entry["to"]["sha256"],
-        "deployed_at": release["deployed_at"] or entry["finished_at"],
-        "deployed_by": entry["by"],
-        "run_id": entry["id"],
-        "smoke": release["smoke"],
-    }
-    if staged:
-        state["staged"] = True
-    return state
-
-
-def _set_pool(
-    manifest: dict[str, Any],
-    entry: dict[str, Any],
-    hosts: dict[str, dict[str, Any]],
-) -> None:
-    """Record that ``to.pool`` now serves ``to.version`` on ``hosts`` (replacing its hosts)."""
-    pool = entry["to"]["pool"]
-    previous_hosts = manifest["pools"][pool]["hosts"]
-    if hosts:
-        pool_hosts = {h: _host_state(entry, r, staged=False) for h, r in hosts.items()}
-    else:  # a promote: the hosts were staged by the run that awaited approval
-        pool_hosts = {
-            h: {k: v for k, v in s.items() if k != "staged"} for h, s in previous_hosts.items()
-        }
-    manifest["pools"][pool] = {
-        "version": entry["to"]["version"],
-        "sha256": entry["to"]["sha256"],
-        "deployed_at": entry["finished_at"],
-        "deployed_by": entry["by"],
-        "run_id": entry["id"],
-        "hosts": pool_hosts,
-    }
-    for host in pool_hosts:
-        manifest["pools"][other_pool(pool)]["hosts"].pop(host, None)
-
-
-def _stage_hosts(
-    manifest: dict[str, Any],
-    entry: dict[str, Any],
-    hosts: dict[str, dict[str, Any]],
-) -> None:
-    """Record the hosts a failed or unapproved run staged; the pool's version stays."""
-    pool = entry["to"]["pool"]
-    for host, release in hosts.items():
-        manifest["pools"][pool]["hosts"][host] = _host_state(entry, release, staged=True)
-        manifest["pools"][other_pool(pool)]["hosts"].pop(host, None)
-
-
-def apply_event(data: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a new manifest with ``event`` appended to history and the pool state updated.
-
-    Pure: ``data`` and ``event`` are not modified. Recording the same event twice is a no-op;
-    a different event reusing an id, or an event for another env, is an InputError.
-    """
-    manifest = validate(data)
-    entry, hosts = _clean_event(event)
-    if entry["env"] != manifest["env"]:
-        raise InputError(
-            f"manifest event: env {entry['env']!r} does not match the manifest's env "
-            f"{manifest['env']!r}; record it in inventories/{entry['env']}/manifest.yml"
-        )
-    for existing in manifest["history"]:
-        if existing["id"] == entry["id"]:
-            if existing == entry:
-                return manifest
-            raise InputError(
-                f"manifest event: history already has a different entry with id {entry['id']!r}; "
-                "use a new run id (turnout.manifest.new_run_id)"
-            )
-    manifest["history"].append(entry)
-    manifest["updated_at"] = entry["finished_at"]
-    action, result, target = entry["action"], entry["result"], entry["to"]["pool"]
-    if result == "success":
-        reconciled = action == "reconcile" and entry["to"]["version"] is not None
-        if action in ("deploy", "promote") or (reconciled and target is not None):
-            _set_pool(manifest, entry, hosts)
-        if action in ("deploy", "promote", "rollback", "reconcile"):
-            manifest["live_pool"] = target
-    elif result in ("failed", "flipped_back", "awaiting_approval") and hosts:
-        _stage_hosts(manifest, entry, hosts)
-    return validate(manifest)
-
-
-# -------------------------------------------------------------------------------- I/O
-
-
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a manifest; a missing file is an empty manifest for its env.
-
-    The env of a missing manifest is the name of the directory it would live in.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return empty(path.resolve().parent.name)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ManifestCorrupt(
-            f"manifest {path}: cannot be read ({error}); check its permissions or restore it "
-            "from version control"
-        ) from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        detail = " ".join(str(error).split())
-        raise ManifestCorrupt(
-            f"manifest {path}: is not valid YAML ({detail}); restore it from version control or "
-            f"rebuild it with 'invoke reconcile --env {path.resolve().parent.name}'"
-        ) from error
-    if data is None:
-        raise ManifestCorrupt(
-            f"manifest {path}: is empty; restore it from version control or rebuild it with "
-            f"'invoke reconcile --env {path.resolve().parent.name}'"
-        )
-    return validate(data, path)
-
-
-_HEADER = (
-    "# turnout manifest: written by turnout at the end of every deploy; see docs/manifest.md.\n"
-    "# Edit by hand only to repair it; 'invoke reconcile' rebuilds it from the fleet.\n"
-)
-
-
-def dump(data: Mapping[str, Any]) -> str:
-    """The YAML text of a validated manifest (stable: the same data gives the same bytes)."""
-    body = yaml.safe_dump(
-        dict(data), sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
-    )
-    return _HEADER + body
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
-    """Validate and write the manifest so readers see the old file or the new one, never a part.
-
-    Temp file in the same directory, fsync, os.replace, fsync of the directory; mode 0644.
-    """
-    path = Path(path)
-    text = dump(validate(data, path))
-    directory = path.parent
-    tmp_name: str | None = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), FILE_MODE)
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
-        _fsync_dir(directory)
-    except OSError as error:
-        raise TurnoutError(
-            f"manifest {path}: cannot be written ({error}); it was left as it was"
-        ) from error
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-
-
-@contextlib.contextmanager
-def _dir_lock(directory: Path) -> Iterator[None]:
-    """An exclusive advisory lock on the manifest's directory for one read-modify-write."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as error:
-        raise InputError(
-            f"manifest directory {directory}: cannot be opened ({error}); check the --env and "
-            "that inventories/<env>/ exists"
-        ) from error
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def record_event(path: str | os.PathLike[str], event: Mapping[str, Any]) -> dict[str, Any]:
-    """Load the manifest at ``path``, apply ``event`` and write it atomically; return it."""
-    path = Path(path)
-    with _dir_lock(path.parent):
-        current = load(path)
-        manifest = apply_event(current, event)
-        if manifest != current or not path.exists():
-            write_atomic(path, manifest)
     return manifest

@@ -1,0 +1,47 @@
+"""The deployed-version report: the drift model (``drift``) and one module per output format
+(``formats/``), chosen from :data:`RENDERERS`. Pure: callers gather the facts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from turnout.report.drift import (
+    EXIT_DRIFT,
+    Row,
+    build_rows,
+    drift_lines,
+    fleet_drift,
+    has_drift,
+    live_pool,
+    live_summary,
+)
+from turnout.report.formats import html, json, junit, prometheus, table
+from turnout.report.formats.html import render_html
+from turnout.report.formats.json import render_json
+from turnout.report.formats.junit import render_junit
+from turnout.report.formats.prometheus import render_prometheus
+from turnout.report.formats.table import render_table
+
+Renderer = Callable[[Mapping[str, Any], list[Row], list[str], str], str]
+# --format NAME -> render(manifest, rows, fleet, env)
+RENDERERS: dict[str, Renderer] = {
+    "table": table.render,
+    "json": json.render,
+    "html": html.render,
+    "junit": junit.render,
+    "prometheus": prometheus.render,
+}
+
+
+def render(fmt: str, manifest: Mapping[str, Any], rows: list[Row], fleet: list[str],
+           env: str) -> str:
+    """The report in format ``fmt`` (a key of :data:`RENDERERS`)."""
+    return RENDERERS[fmt](manifest, rows, fleet, env)
+
+
+__all__ = [
+    "EXIT_DRIFT", "RENDERERS", "Row", "build_rows", "drift_lines", "fleet_drift", "has_drift",
+    "live_pool", "live_summary", "render", "render_html", "render_json", "render_junit",
+    "render_prometheus", "render_table",
+]

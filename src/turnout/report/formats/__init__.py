@@ -1,0 +1,1 @@
+"""One module per report format; each has render(manifest, rows, fleet, env)."""
