@@ -14,29 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from turnout import artifact as artifacts
-from turnout import cli, facts, fleetlock, hooks, lock, manifest, plan, report, runner
+from turnout import cli, facts, fleetlock, hooks, lock, manifest, outcome, plan, report, run, runner
+from turnout.contracts import POOLS, RUN_ID_TIME_FORMAT, format_timestamp, new_run_id
 from turnout.errors import DeployFailed, InputError
 from turnout.inventory import Environment, load_environment
 
 DIST = cli.REPO_ROOT / "dist"
-REPORT_FORMATS = ("table", "json", "html", "junit", "prometheus")
-SMOKE_POOLS = ("blue", "green", "live", "idle")
+REPORT_FORMATS = tuple(report.RENDERERS)
+SMOKE_POOLS = (*POOLS, "live", "idle")
 DEFAULT_PROMOTE_MAX_AGE_S = 3600
-NOTES_INDENT = "\n" + " " * 11
 
 
 def deployed_by(environ: dict[str, str] | None = None) -> str:
-    """Who runs this: TURNOUT_BY, else the CI job (Jenkins BUILD_TAG, AWX job), else user@host."""
-    environ = dict(os.environ if environ is None else environ)
-    if environ.get("TURNOUT_BY"):
-        return environ["TURNOUT_BY"]
-    if environ.get("BUILD_TAG"):
-        return f"jenkins:{environ['BUILD_TAG']}"
+    """Who runs this (turnout.run.deployed_by, the rule the playbooks use too)."""
     try:
         user = getpass.getuser()
     except OSError:
         user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return run.deployed_by({}, dict(os.environ if environ is None else environ), user,
+                           socket.gethostname())
 
 
 def environment(name: str) -> Environment:
@@ -124,10 +120,8 @@ def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool 
         artifacts.validate_version(version)
         built = artifacts.find_artifact(version, dist)
     check_hooks(env)
-    manifest.load(env.manifest_path)  # a corrupt manifest is refused before anything runs
-    fleet_facts = _live_facts(env)
-    deploy_plan = plan.plan_deploy(env.name, env.pool_names(), fleet_facts.lb.live_pool,
-                                   fleet_facts.hosts, version, built.sha256)
+    deploy_plan = plan.plan("deploy", _view(env), {"version": version, "sha256": built.sha256,
+                                                   "canary": canary_steps})
     print(plan.render_plan(deploy_plan))
     if check:
         cli.say("check: nothing was changed")
@@ -143,7 +137,7 @@ def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool 
         extravars["turnout_canary"] = canary_steps
     run_id = _execute("deploy", env, extravars, f"deploy of {version} to {env.name}", verbose,
                       announce=f"{version} to {env.name}")
-    entry = _entry(env, run_id)
+    entry = manifest.run_entry(manifest.load(env.manifest_path), run_id)
     if entry and entry.get("result") == "awaiting_approval":
         print(_overview(entry))
         cli.say(f"deploy {run_id}: {version} is staged on {env.name} and awaits approval: "
@@ -153,52 +147,44 @@ def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool 
             + (" (it already was)" if deploy_plan.noop else ""))
 
 
-def _entry(env: Environment, run_id: str) -> dict[str, Any] | None:
+def _view(env: Environment) -> plan.FleetView:
+    """What the plan is made from, read over OpenSSH (the playbooks read the same with
+    Ansible): a corrupt manifest or an unreachable load balancer stops here."""
     data = manifest.load(env.manifest_path)
-    return next((h for h in reversed(data.get("history", [])) if h.get("id") == run_id), None)
+    fleet_facts = _live_facts(env)
+    return plan.FleetView(env.name, env.pool_names(), fleet_facts.lb.live_pool,
+                          fleet_facts.hosts, data)
 
 
 def _overview(entry: dict[str, Any]) -> str:
-    """The release overview of a run awaiting approval, for the person who approves."""
+    """The release overview of a run awaiting approval (turnout.outcome.overview_lines)."""
     source, target = entry.get("from") or {}, entry.get("to") or {}
-    smoke = entry.get("smoke") or {}
-    lines = [
-        f"release awaiting approval in {entry.get('env')} (run {entry.get('id')})",
-        f"  current  {source.get('version') or 'nothing'} on {source.get('pool') or '-'}",
-        f"  new      {target.get('version')} sha256 {target.get('sha256')}",
-        f"  hosts    {target.get('pool')}: {', '.join(sorted(smoke)) or '-'}",
-        "  smoke    " + (", ".join(f"{h}={(r or {}).get('result')}"
-                                   for h, r in sorted(smoke.items())) or "-"),
-        "  notes    " + (entry.get("release_notes") or "none").strip().replace("\n", NOTES_INDENT),
-    ]
-    return "\n".join(lines)
+    return "\n".join(outcome.overview_lines(
+        entry.get("env"), entry.get("id"), source.get("pool"), source.get("version"),
+        target.get("version"), target.get("sha256"), target.get("pool"),
+        entry.get("smoke") or {}, entry.get("release_notes")))
 
 
 def promote(env_name: str, check: bool = False, verbose: bool = False) -> None:
     """Flip to exactly the release a deploy staged and left awaiting approval."""
     env = environment(env_name)
-    fleet_facts = _live_facts(env)
     lb_vars = env.lb[0].vars if env.lb else {}
     max_age = float(lb_vars.get("turnout_promote_max_age_s", DEFAULT_PROMOTE_MAX_AGE_S))
-    staged = plan.check_promote(manifest.load(env.manifest_path), fleet_facts.lb.live_pool,
-                                fleet_facts.hosts, datetime.now(UTC), max_age)
-    print(f"promote {staged['version']} (sha256 {staged['sha256'][:12]}, run {staged['run_id']}, "
-          f"smoked {staged['age_s']:.0f}s ago) on {staged['pool']}: {', '.join(staged['hosts'])}")
+    staged = plan.plan("promote", _view(env), {"max_age_s": max_age})
+    print(plan.render_plan(staged))
     if check:
         cli.say("check: nothing was changed")
         return
-    run_id = _execute("promote", env, {}, f"promote of {staged['version']} in {env.name}",
+    run_id = _execute("promote", env, {}, f"promote of {staged.to_version} in {env.name}",
                       verbose)
-    cli.say(f"promote {run_id}: {staged['version']} is live on {env.name} ({staged['pool']})")
+    cli.say(f"promote {run_id}: {staged.to_version} is live on {env.name} "
+            f"({staged.target_pool})")
 
 
 def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:
     """Flip back to the other, still-warm pool after smoke-testing it."""
     env = environment(env_name)
-    manifest.load(env.manifest_path)  # a corrupt manifest is refused before anything runs
-    fleet_facts = _live_facts(env)
-    rollback_plan = plan.plan_rollback(env.name, env.pool_names(), fleet_facts.lb.live_pool,
-                                       fleet_facts.hosts)
+    rollback_plan = plan.plan("rollback", _view(env))
     print(plan.render_plan(rollback_plan))
     if check:
         cli.say("check: nothing was changed")
@@ -217,7 +203,7 @@ def _execute(action: str, env: Environment, extravars: dict[str, Any], what: str
     failed. Returns the run id.
     """
     _precheck_lock(env, action)
-    run_id = manifest.new_run_id(datetime.now(UTC))
+    run_id = new_run_id(datetime.now(UTC))
     if announce:
         cli.say(f"{action} {run_id}: {announce}")
     result = _run(action, env, {**extravars, "turnout_run_id": run_id,
@@ -261,10 +247,10 @@ def unlock(env_name: str, yes: bool = False, confirm=input) -> None:
                              "the question)")
     started = datetime.now(UTC)
     removed = fleetlock.force_release(env)
-    stamp = manifest.format_timestamp(datetime.now(UTC))
+    stamp = format_timestamp(datetime.now(UTC))
     manifest.record_event(env.manifest_path, {
-        "id": manifest.new_run_id(started), "action": "unlock", "result": "success",
-        "env": env.name, "by": deployed_by(), "started_at": manifest.format_timestamp(started),
+        "id": new_run_id(started), "action": "unlock", "result": "success",
+        "env": env.name, "by": deployed_by(), "started_at": format_timestamp(started),
         "finished_at": stamp,
         "message": "removed the deploy lock of " + (lock.describe(removed) if removed
                                                      else "nobody (it was already free)"),
@@ -284,7 +270,7 @@ def reconcile(env_name: str) -> None:
         history = manifest.load(path)["history"]
     except InputError as error:
         history = _salvage_history(path)
-        moved = path.with_name(f"{path.name}.corrupt-{started.strftime('%Y%m%dT%H%M%SZ')}")
+        moved = path.with_name(f"{path.name}.corrupt-{started.strftime(RUN_ID_TIME_FORMAT)}")
         os.replace(path, moved)
         cli.say(f"reconcile: {error}")
         cli.say(f"reconcile: set the unreadable manifest aside as {moved}"
@@ -294,10 +280,10 @@ def reconcile(env_name: str) -> None:
     manifest.write_atomic(path, rebuilt)
     live = fleet_facts.lb.live_pool
     live_state = rebuilt["pools"].get(live or "", {}) if live else {}
-    stamp = manifest.format_timestamp(datetime.now(UTC))
+    stamp = format_timestamp(datetime.now(UTC))
     manifest.record_event(path, {
-        "id": manifest.new_run_id(started), "action": "reconcile", "result": "success",
-        "env": env.name, "by": deployed_by(), "started_at": manifest.format_timestamp(started),
+        "id": new_run_id(started), "action": "reconcile", "result": "success",
+        "env": env.name, "by": deployed_by(), "started_at": format_timestamp(started),
         "finished_at": stamp,
         "to": {"pool": live, "version": live_state.get("version"),
                "sha256": live_state.get("sha256")},
@@ -341,8 +327,7 @@ def smoke(env_name: str, pool: str = "idle", verbose: bool = False) -> None:
 
 
 def _failure(what: str, env: Environment, run_id: str, result: runner.RunResult) -> str:
-    data = manifest.load(env.manifest_path)
-    entry = next((h for h in reversed(data.get("history", [])) if h.get("id") == run_id), None)
+    entry = manifest.run_entry(manifest.load(env.manifest_path), run_id)
     if entry:
         return (f"{what} failed in phase {entry.get('phase') or '?'} ({entry.get('result')}): "
                 f"{entry.get('message') or 'see the report above'}")
@@ -384,21 +369,12 @@ def status(env_name: str) -> int:
 
 
 def render_report(env_name: str, fmt: str = "table", output: str | None = None) -> int:
-    """The per-host deployed-version report as table, JSON or a self-contained HTML page."""
+    """The per-host deployed-version report in one of report.RENDERERS' formats."""
     if fmt not in REPORT_FORMATS:
         raise InputError(f"--format must be one of {', '.join(REPORT_FORMATS)} (got {fmt!r})")
     env = environment(env_name)
     data, rows, fleet = collect(env)
-    if fmt == "table":
-        text = report.render_table(rows, fleet, env=env.name)
-    elif fmt == "json":
-        text = report.render_json(data, rows, fleet)
-    elif fmt == "junit":
-        text = report.render_junit(data, rows, fleet, env=env.name)
-    elif fmt == "prometheus":
-        text = report.render_prometheus(data, rows, fleet, env=env.name)
-    else:
-        text = report.render_html(data, rows, fleet)
+    text = report.render(fmt, data, rows, fleet, env.name)
     if output:
         target = Path(output)
         if not target.parent.is_dir():

@@ -59,3 +59,21 @@ def parse_batch(text: str, expected: int | None = None) -> list[dict[str, Any]]:
         while len(results) < int(expected):
             results.append({"status": 0, "seconds": 0.0, "version": None, "body": ""})
     return results
+
+
+def judge_checks(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The smoke test's extra checks judged from ``uri`` loop results: each ``item`` is a
+    check {name, path, status (default 200), contains (optional text)} and the result has
+    the answer's ``status`` and ``content``. -> [{"name", "ok", "detail"}]."""
+    judged = []
+    for res in results or []:
+        check = res.get("item") or {}
+        want = int(check.get("status", 200))
+        got = int(res.get("status", -1) if res.get("status") is not None else -1)
+        text = check.get("contains") or ""
+        body_ok = not text or text in str(res.get("content") or "")
+        detail = f"status {got} (want {want})" + ("" if body_ok
+                                                   else f", body lacks {json.dumps(text)}")
+        judged.append({"name": check.get("name"), "ok": got == want and body_ok,
+                       "detail": detail})
+    return judged

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+from turnout import run
+from turnout.contracts import POOLS
 from turnout.errors import InputError
 
 ENV_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-POOLS = ("blue", "green")
 DEFAULT_APP_ROOT = "/srv/app"
 DEFAULT_APP_PORT = 8080
 
@@ -48,7 +49,10 @@ class Environment:
 
     @property
     def manifest_path(self) -> Path:
-        return self.directory / "manifest.yml"
+        """``turnout_manifest_path`` from the inventory (as the playbooks read it), else
+        ``<inventory dir>/manifest.yml`` (turnout.run.manifest_path)."""
+        configured = self.lb[0].vars.get("turnout_manifest_path") if self.lb else None
+        return run.manifest_path(self.directory, configured)
 
     def pool_of(self, host: str) -> str | None:
         for pool, members in self.pools.items():

@@ -16,19 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turnout.cli import REPO_ROOT
 from turnout.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO_ROOT / "playbooks"
 
-# Environment every run gets. ansible-runner turns host key checking off unless told otherwise.
+# Environment every run gets: the project's ansible.cfg (roles, plugins, SSH settings) and
+# host key checking, which ansible-runner turns off unless told otherwise.
 BASE_ENV = {
     "ANSIBLE_HOST_KEY_CHECKING": "True",
     "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-    "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
-    "ANSIBLE_LIBRARY": str(REPO_ROOT / "plugins" / "modules"),
-    "ANSIBLE_ACTION_PLUGINS": str(REPO_ROOT / "plugins" / "action"),
-    "ANSIBLE_FILTER_PLUGINS": str(REPO_ROOT / "plugins" / "filter"),
     # ansible-runner prepends its own callback dir to this; without it ansible.cfg's is lost
     "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
@@ -48,17 +45,6 @@ class RunArgs:
     inventory: Path
     extravars: dict[str, Any]
     envvars: dict[str, str]
-    limit: str | None = None
-    tags: str | None = None
-    check: bool = False
-
-    def cmdline(self) -> str:
-        parts = []
-        if self.check:
-            parts.append("--check")
-        if self.tags:
-            parts += ["--tags", self.tags]
-        return " ".join(parts)
 
 
 @dataclass
@@ -108,15 +94,14 @@ def build_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def build_run_args(playbook: str, inventory: Path, extravars: dict[str, Any],
-                   environ: dict[str, str] | None = None, limit: str | None = None,
-                   check: bool = False) -> RunArgs:
+                   environ: dict[str, str] | None = None) -> RunArgs:
     """Pure: deterministic arguments for a run (extra vars sorted, env restricted)."""
     if not inventory.is_absolute():
         raise InputError(f"inventory path must be absolute (got {inventory})")
     envvars = build_env(environ)
     clean = {k: extravars[k] for k in sorted(extravars) if extravars[k] is not None}
     return RunArgs(playbook=playbook_path(playbook), inventory=inventory, extravars=clean,
-                   envvars=envvars, limit=limit, check=check)
+                   envvars=envvars)
 
 
 def summarize(rc: int, status: str, stats: dict[str, dict[str, int]] | None,
@@ -157,10 +142,6 @@ def run_playbook(args: RunArgs, on_line: Callable[[str], None] | None = None,
                  quiet: bool = True) -> RunResult:
     """Run the playbook with ansible-runner in a fresh private_data_dir; return the result."""
     kwargs: dict[str, Any] = {"playbook": str(args.playbook), "extravars": args.extravars}
-    if args.limit:
-        kwargs["limit"] = args.limit
-    if args.cmdline():
-        kwargs["cmdline"] = args.cmdline()
     return _run(args.inventory, args.envvars, kwargs, on_line, quiet)
 
 
