@@ -1,42 +1,43 @@
-"""turnout filters: thin adapters over turnout.haproxy (Runtime API parsing, map rendering),
-turnout.plan (promote check) and turnout.artifact (release notes)."""
+"""turnout filters: one-line adapters over the turnout package, which decides and is tested.
+
+turnout.contracts (paths, pools), turnout.haproxy (Runtime API parsing, map rendering, the
+canary verdict), turnout.httpcheck (curl batches, smoke checks), turnout.plan (the smoke pool),
+turnout.outcome (judgement, the manifest event, the overview), turnout.hooks and
+turnout.artifact (release notes).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
-
 from ansible.errors import AnsibleFilterError
 
-from turnout import artifact, haproxy, hooks, httpcheck, plan
+from turnout import contracts, haproxy, hooks, httpcheck, outcome, plan
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
 name: turnout
-short_description: Parse HAProxy Runtime API output for blue-green flips
+short_description: turnout's rules and decisions for the playbooks (blue-green flips)
 description:
-  - C(turnout_parse_show_map) turns C(show map <file>) output into a dict {key: value}.
-  - C(turnout_active_pool) returns the pool (blue/green) the C(active) map entry routes to, or None.
-  - C(turnout_render_map) returns the map file content for a pool (C(active be_<pool>)).
-  - C(turnout_parse_show_stat) turns C(show stat) CSV into {backends, servers}.
-  - C(turnout_error_counters) returns {hrsp_5xx, eresp, econ} of one backend, or of every pool
-    backend when no backend is given.
-  - C(turnout_servers_up) is true when every server (or every listed server) of a backend is UP.
-  - C(turnout_server_states) returns {server: status} of one backend.
-  - C(turnout_split_map_stat) splits one C(show map <file>; show stat) reply into {map, stat}.
-  - C(turnout_curl_argv) is the argv of one curl run that GETs a URL N times;
-    C(turnout_curl_batch) parses its output into [{status, seconds, version, body}].
-  - C(turnout_canary_counters) returns a backend's canary counters (errors, retries, redispatches,
-    health-check downs); C(turnout_canary_check) judges a step against such a baseline.
-  - C(turnout_promote_check) returns the staged release a promote may flip to, or fails with
-    one line saying why not (nothing awaiting approval, release changed, smoke results too old).
-  - C(turnout_release_notes) returns RELEASE_NOTES.md from inside an artifact (empty if none).
-  - C(turnout_hook_path) / C(turnout_hooks_check) resolve and check hook task files.
-  - C(turnout_canary_steps) checks canary steps (rising percentages 1-99).
-  - The logic lives in the turnout Python package (src/turnout/haproxy.py) with unit tests.
+  - C(turnout_path) is a path every part of turnout shares (C(admin_socket), C(pool_map),
+    C(release_map), C(lock)), or the override given as its argument.
+  - C(turnout_other_pool) is the pool that is not the input (blue <-> green).
+  - C(turnout_parse_show_map), C(turnout_active_pool), C(turnout_parse_show_stat),
+    C(turnout_split_map_stat), C(turnout_error_counters), C(turnout_servers_up),
+    C(turnout_server_states) read HAProxy Runtime API output; C(turnout_render_map) and
+    C(turnout_render_release_map) write the map files.
+  - C(turnout_canary_counters) / C(turnout_canary_check) take a canary baseline and judge a step.
+  - C(turnout_curl_argv) / C(turnout_curl_batch) make and read one curl run of N requests;
+    C(turnout_smoke_checks) judges the smoke test's extra checks.
+  - C(turnout_collect) picks one fact of each listed host (a dict host -> value or None);
+    C(turnout_host_results) the per-host outcome (staged, message, smoke).
+  - C(turnout_judge), C(turnout_event), C(turnout_event_summary), C(turnout_overview),
+    C(turnout_smoke_report) are turnout.outcome's judgement, manifest event and reports.
+  - C(turnout_smoke_pool) resolves blue, green, live or idle to a pool.
+  - C(turnout_hook_runs), C(turnout_hook_phase), C(turnout_host_hooks),
+    C(turnout_hook_path), C(turnout_hooks_check) apply turnout.hooks.
+  - The logic lives in the turnout Python package (src/turnout) with unit tests.
 options:
   _input:
-    description: Runtime API output text, a pool name, or parsed stats, depending on the filter.
+    description: Depends on the filter (see each function's docstring).
     required: true
 """
 
@@ -45,10 +46,9 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     pool_switch_live_pool: "{{ pool_switch_map_result.stdout | turnout_active_pool }}"
 
-- name: pool_switch | idle servers up
+- name: turnout | judge the target hosts
   ansible.builtin.set_fact:
-    __up: "{{ pool_switch_stat_result.stdout | turnout_parse_show_stat
-              | turnout_servers_up('be_green', ['green1', 'green2']) }}"
+    turnout_judgement: "{{ groups.turnout_target | turnout_judge(results, true) }}"
 """
 
 RETURN = r"""
@@ -62,12 +62,19 @@ def _wrap(func):
     def call(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except InputError as error:
+        except (InputError, ValueError) as error:
             raise AnsibleFilterError(str(error)) from error
 
     call.__name__ = func.__name__
     call.__doc__ = func.__doc__
     return call
+
+
+def path(name, override=None):
+    """turnout.contracts.PATHS[name], or ``override`` when one is given (inventory variable)."""
+    if name not in contracts.PATHS:
+        raise ValueError(f"unknown turnout path {name!r}; use one of {', '.join(contracts.PATHS)}")
+    return str(override) if override else contracts.PATHS[name]
 
 
 def error_counters(stats, backend=None):
@@ -77,64 +84,87 @@ def error_counters(stats, backend=None):
     return haproxy.error_counters(stats, backend)
 
 
-def promote_check(manifest, live_pool, host_releases, max_age_s):
-    """The staged release a promote flips to (turnout.plan.check_promote, now = UTC now)."""
-    return plan.check_promote(manifest or {}, live_pool, host_releases or {},
-                              datetime.now(UTC), float(max_age_s))
+def collect(hosts, hostvars, key):
+    """{host: hostvars[host][key] or None} for each of ``hosts`` (facts other plays set)."""
+    return {host: (hostvars[host] if host in hostvars else {}).get(key) for host in hosts or []}
 
 
-def release_notes(path):
-    """RELEASE_NOTES.md from inside the artifact at ``path``, or an empty string."""
-    return artifact.release_notes(Path(str(path))) or ""
+def host_results(hosts, hostvars):
+    """{host: {staged, message, smoke}} from each host's turnout_host_* and smoke_test_result."""
+    found = {}
+    for host in hosts or []:
+        facts = hostvars[host] if host in hostvars else {}
+        found[host] = {"staged": facts.get("turnout_host_staged"),
+                       "message": facts.get("turnout_host_message"),
+                       "smoke": facts.get("smoke_test_result")}
+    return found
 
 
-def canary_steps(value):
-    """turnout_canary as a list of rising percentages ([] for none; turnout.plan.parse_canary)."""
-    if value in (None, "", []):
-        return []
-    if isinstance(value, list | tuple):
-        value = ",".join(str(step) for step in value)
-    return plan.parse_canary(str(value))
+def judge(targets, results, staging):
+    """turnout.outcome.judge: which target hosts failed and why."""
+    return outcome.judge(list(targets or []), results or {}, bool(staging))
 
 
-def hook_path(path, inventory_dir, project_dir):
-    """The absolute path of one hook task file (turnout.hooks.resolve)."""
-    return str(hooks.resolve(path, inventory_dir, project_dir))
+def event(run, planned, results, switch=None, awaiting=False, manifest=None):
+    """turnout.outcome.event: the manifest event of this run."""
+    return outcome.event(run, planned, results or {}, switch or {}, bool(awaiting),
+                         manifest or {})
 
 
-def hooks_check(value, inventory_dir, project_dir):
-    """turnout_hooks checked: {hook name: absolute path} (turnout.hooks.validate)."""
-    return hooks.validate(value, inventory_dir, project_dir)
+def overview(run, planned, results):
+    """turnout.outcome.overview: the release overview lines of a deploy awaiting approval."""
+    return outcome.overview(run, planned, results or {})
+
+
+def smoke_report(hosts, pool, smoke, releases):
+    """turnout.outcome.smoke_report: one line per host and the hosts that failed."""
+    return outcome.smoke_report(pool, list(hosts or []), smoke or {}, releases or {})
 
 
 def curl_argv(url, count, timeout):
     """argv of one curl run that GETs ``url`` ``count`` times (turnout.httpcheck.curl_argv)."""
-    try:
-        return httpcheck.curl_argv(url, count, timeout)
-    except ValueError as error:
-        raise InputError(str(error)) from error
+    return httpcheck.curl_argv(url, count, timeout)
+
+
+def hook_runs(name, run, planned=None, awaiting=False):
+    """Whether hook ``name`` runs now (turnout.hooks.runs_now)."""
+    run, planned = run or {}, planned or {}
+    return hooks.runs_now(name, str(run.get("action")), bool(run.get("failed")),
+                          run.get("phase"), bool(planned.get("noop")), bool(awaiting))
 
 
 class FilterModule:
     """turnout filters."""
 
     def filters(self):
-        return {
-            "turnout_parse_show_map": _wrap(haproxy.parse_show_map),
-            "turnout_active_pool": _wrap(haproxy.active_pool),
-            "turnout_render_map": _wrap(haproxy.render_map),
-            "turnout_parse_show_stat": _wrap(haproxy.parse_show_stat),
-            "turnout_error_counters": _wrap(error_counters),
-            "turnout_servers_up": _wrap(haproxy.servers_up),
-            "turnout_server_states": _wrap(haproxy.server_states),
-            "turnout_curl_argv": _wrap(curl_argv),
-            "turnout_curl_batch": _wrap(httpcheck.parse_batch),
-            "turnout_split_map_stat": _wrap(haproxy.split_map_stat),
-            "turnout_canary_counters": _wrap(haproxy.canary_counters),
-            "turnout_canary_check": _wrap(haproxy.canary_check),
-            "turnout_promote_check": _wrap(promote_check),
-            "turnout_release_notes": _wrap(release_notes),
-            "turnout_hook_path": _wrap(hook_path),
-            "turnout_canary_steps": _wrap(canary_steps),
-            "turnout_hooks_check": _wrap(hooks_check),
-        }
+        return {name: _wrap(func) for name, func in {
+            "turnout_path": path,
+            "turnout_other_pool": contracts.other_pool,
+            "turnout_parse_show_map": haproxy.parse_show_map,
+            "turnout_active_pool": haproxy.active_pool,
+            "turnout_render_map": haproxy.render_map,
+            "turnout_render_release_map": haproxy.render_release_map,
+            "turnout_parse_show_stat": haproxy.parse_show_stat,
+            "turnout_error_counters": error_counters,
+            "turnout_servers_up": haproxy.servers_up,
+            "turnout_server_states": haproxy.server_states,
+            "turnout_split_map_stat": haproxy.split_map_stat,
+            "turnout_canary_counters": haproxy.canary_counters,
+            "turnout_canary_check": haproxy.canary_check,
+            "turnout_curl_argv": curl_argv,
+            "turnout_curl_batch": httpcheck.parse_batch,
+            "turnout_smoke_checks": httpcheck.judge_checks,
+            "turnout_collect": collect,
+            "turnout_host_results": host_results,
+            "turnout_judge": judge,
+            "turnout_event": event,
+            "turnout_event_summary": outcome.summary,
+            "turnout_overview": overview,
+            "turnout_smoke_report": smoke_report,
+            "turnout_smoke_pool": plan.resolve_pool,
+            "turnout_hook_runs": hook_runs,
+            "turnout_hook_phase": hooks.phase_of,
+            "turnout_host_hooks": hooks.host_hooks,
+            "turnout_hook_path": lambda p, inv, proj: str(hooks.resolve(p, inv, proj)),
+            "turnout_hooks_check": hooks.validate,
+        }.items()}

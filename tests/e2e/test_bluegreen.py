@@ -37,10 +37,10 @@ def lb_address(lab) -> str:
     return lab.config.host("lb1").address
 
 
-def ssh(lab, host: str, command: str) -> str:
+def ssh(lab, host: str, command: str, timeout: float = 30) -> str:
     address = lab.config.host(host).address
     proc = subprocess.run(["ssh", *ssh_options(lab.config), f"root@{address}", command],
-                          capture_output=True, text=True, timeout=30, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
     return proc.stdout
 

@@ -343,7 +343,7 @@ def test_drill_sigkill_then_rerun_converges(drills, tmp_path, phase, version_ind
         elif phase == "after-flip":
             wait_until("the flip", _flipped(drills, version))
         else:
-            wait_until("the record play", lambda: "record the deploy" in run.output())
+            wait_until("the record play", lambda: "record the run" in run.output())
         run.kill()
         killed_at = traffic.result.total
         after_kill = lb_versions(drills, 5)

@@ -157,11 +157,17 @@ CASES = [
                                             "-e", "turnout_lock_ttl_s=soon"], "ttl_s"),
     Case("playbook smoke pool red", ["PLAYBOOK", "smoke", "-e", "turnout_pool=red"], "red"),
     Case("playbook hook file missing", ["PLAYBOOK", "deploy", "-e", f"turnout_version={GOOD}",
-                                        "-e", "app_release_before_stage=/nonexistent/hook.yml"],
-         "hook task file not found"),
+                                        "-e", '{"turnout_hooks": {"before_activate": '
+                                              '"/nonexistent/hook.yml"}}'],
+         "hook file /nonexistent/hook.yml not found"),
     Case("playbook hook path traversal", ["PLAYBOOK", "deploy", "-e", f"turnout_version={GOOD}",
-                                          "-e", "app_release_after_activate=../../etc/shadow.yml"],
-         "hook task file not found"),
+                                          "-e", '{"turnout_hooks": {"after_activate": '
+                                                '"../../etc/shadow.yml"}}'],
+         "hook file ../../etc/shadow.yml not found"),
+    Case("playbook hook with an unknown name", ["PLAYBOOK", "deploy", "-e",
+                                                f"turnout_version={GOOD}", "-e",
+                                                '{"turnout_hooks": {"before_deploy": "x.yml"}}'],
+         "unknown hook 'before_deploy'"),
 ]
 
 

@@ -147,6 +147,7 @@ def test_vault_secret_never_leaks(secure, tmp_path):
         hits = [h for h in hits if not h.startswith(str(tmp_path))]  # the test's own files
         assert hits == [], hits
         for host in ("lb1", "blue1", "green1"):
-            leaked = ssh(lab, host, f"grep -rl '{secret}' /srv /etc /var/lib/turnout /tmp "
-                                    "/var/log 2>/dev/null || true").strip()
+            # a fixed-string search of whole trees: slow on a busy machine, so no 30 s cap
+            leaked = ssh(lab, host, f"grep -rlF '{secret}' /srv /etc /var/lib/turnout /tmp "
+                                    "/var/log 2>/dev/null || true", timeout=300).strip()
             assert leaked == "", f"{host}: {leaked}"

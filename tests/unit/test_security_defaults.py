@@ -55,7 +55,9 @@ def test_role_defaults_are_private_by_default() -> None:
     haproxy = yaml.safe_load((REPO / "roles/haproxy/defaults/main.yml").read_text())
     assert str(haproxy["haproxy_stats_bind"]).startswith("127.0.0.1:")
     template = (REPO / "roles/haproxy/templates/haproxy.cfg.j2").read_text()
-    assert "stats socket /run/haproxy/admin.sock mode 600 level admin" in template
+    assert "stats socket {{ haproxy_socket }} mode 600 level admin" in template
+    assert yaml.safe_load((REPO / "roles/haproxy/defaults/main.yml").read_text())[
+        "haproxy_socket"].startswith("{{ 'admin_socket' | turnout_path(")
     app = yaml.safe_load((REPO / "roles/app_release/defaults/main.yml").read_text())
     assert app["app_release_user"] not in ("root", "", None)
 

@@ -1,0 +1,76 @@
+"""Action plugin turnout_inputs: check what a deploy ships, on the controller, before anything
+runs: the version's syntax, the artifact, its sha256, the canary steps.
+
+A thin adapter over turnout.artifact.check_deploy_inputs and turnout.plan.parse_canary (the
+checks invoke makes too). Sets the fact ``turnout_deploy`` {version, artifact, sha256, canary,
+release_notes}; bad input fails with one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ansible.plugins.action import ActionBase
+
+DOCUMENTATION = r"""
+module: turnout_inputs
+short_description: Check a deploy's version, artifact and sha256 and set the fact turnout_deploy
+options:
+  version: {description: The version to deploy (turnout_version)., type: str}
+  artifact:
+    description: The artifact; default <dist_dir>/app-<version>.tar.gz.
+    type: str
+  sha256:
+    description: Its expected sha256; default the first word of <artifact>.sha256.
+    type: str
+  dist_dir: {description: Where built artifacts are., type: str, required: true}
+  canary: {description: Canary steps (list or "10,50")., type: raw}
+  release_notes: {description: Release notes; default RELEASE_NOTES.md in the artifact., type: str}
+"""
+
+EXAMPLES = r"""
+- name: turnout | check what the deploy ships
+  turnout_inputs:
+    version: "{{ turnout_version | default(omit) }}"
+    dist_dir: "{{ playbook_dir | dirname }}/dist"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: C(turnout_deploy).
+  type: dict
+  returned: success
+"""
+
+
+class ActionModule(ActionBase):
+    """Check the deploy's inputs; fail with one line when one is bad."""
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("version", "artifact", "sha256", "dist_dir", "canary",
+                             "release_notes"))
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        from turnout import artifact, plan
+        from turnout.errors import InputError
+
+        args = self._task.args
+        canary = args.get("canary")
+        try:
+            shipped = artifact.check_deploy_inputs(args.get("version"), args.get("artifact"),
+                                                   args.get("sha256"), Path(args["dist_dir"]))
+            if canary in (None, "", []):
+                steps = []
+            else:
+                text = ",".join(map(str, canary)) if isinstance(canary, list) else str(canary)
+                steps = plan.parse_canary(text)
+        except InputError as error:
+            result.update(failed=True, msg=str(error))
+            return result
+        shipped["canary"] = steps
+        shipped["release_notes"] = args.get("release_notes") or shipped["release_notes"]
+        result.update(changed=False, ansible_facts={"turnout_deploy": shipped})
+        return result
