@@ -56,7 +56,7 @@ integration: deps ## lab integration and e2e tests only
 	$(BIN)/python -m pytest tests/integration tests/e2e
 
 lint: venv ## ruff, yamllint and ansible-lint (production profile)
-	$(BIN)/ruff check src tests tasks.py plugins molecule
+	$(BIN)/ruff check src tests tasks.py plugins molecule bench
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
 

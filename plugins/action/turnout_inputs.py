@@ -2,7 +2,7 @@
 runs: the version's syntax, the artifact, its sha256, the canary steps.
 
 A thin adapter over turnout.artifact.check_deploy_inputs and turnout.plan.parse_canary (the
-checks invoke makes too). Sets the fact ``turnout_deploy`` {version, artifact, sha256, canary,
+checks invoke makes too). Returns ``turnout_deploy`` {version, artifact, sha256, canary,
 release_notes}; bad input fails with one line naming the problem and the fix.
 """
 
@@ -14,7 +14,7 @@ from ansible.plugins.action import ActionBase
 
 DOCUMENTATION = r"""
 module: turnout_inputs
-short_description: Check a deploy's version, artifact and sha256 and set the fact turnout_deploy
+short_description: Check a deploy's version, artifact and sha256 (returned as turnout_deploy)
 options:
   version: {description: The version to deploy (turnout_version)., type: str}
   artifact:
@@ -36,8 +36,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-ansible_facts:
-  description: C(turnout_deploy).
+turnout_deploy:
+  description: What the deploy ships; the playbook keeps it as the fact turnout_deploy.
   type: dict
   returned: success
 """
@@ -72,5 +72,5 @@ class ActionModule(ActionBase):
             return result
         shipped["canary"] = steps
         shipped["release_notes"] = args.get("release_notes") or shipped["release_notes"]
-        result.update(changed=False, ansible_facts={"turnout_deploy": shipped})
+        result.update(changed=False, turnout_deploy=shipped)
         return result

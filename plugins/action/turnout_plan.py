@@ -2,7 +2,7 @@
 
 A thin adapter over turnout.plan.plan_for, the same function ``invoke --check`` prints: it takes
 the pool the load balancer routes to (``pool_switch_live_pool`` of lb[0]), each app host's
-``app_release_current``, the inventory's pools and the manifest, and sets the fact
+``app_release_current``, the inventory's pools and the manifest, and returns
 ``turnout_plan``. A refusal is carried (``turnout_plan.refused``), not raised, so the playbook
 fails the run in preflight and records nothing.
 """
@@ -16,7 +16,7 @@ from ansible.plugins.action import ActionBase
 
 DOCUMENTATION = r"""
 module: turnout_plan
-short_description: Plan a deploy, rollback or promote and set the fact turnout_plan
+short_description: Plan a deploy, rollback or promote (returned as turnout_plan)
 options:
   action: {description: deploy, rollback or promote., type: str, required: true}
   manifest: {description: Path of the manifest., type: str, required: true}
@@ -35,8 +35,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-ansible_facts:
-  description: C(turnout_plan) (turnout.plan.as_facts, plus C(refused)).
+turnout_plan:
+  description: The plan (turnout.plan.as_facts, plus C(refused)); kept as the fact turnout_plan.
   type: dict
   returned: always
 """
@@ -78,5 +78,5 @@ class ActionModule(ActionBase):
             view = plan.FleetView(env, pools, live, releases, data)
             planned = plan.plan_for(str(args["action"]), view, _plain(args.get("inputs") or {}),
                                     datetime.now(UTC))
-        result.update(changed=False, ansible_facts={"turnout_plan": planned})
+        result.update(changed=False, turnout_plan=planned)
         return result

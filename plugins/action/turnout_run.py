@@ -2,8 +2,9 @@
 
 A thin adapter over turnout.run.start, the rule invoke uses too: it reads the inventory's load
 balancer host vars (turnout_inventory_env, turnout_manifest_path) and the play's variables
-(turnout_run_id, turnout_deployed_by, awx_user_name, turnout_env, turnout_version) and sets the
-fact ``turnout_run``. A missing ``lb`` group or a ``turnout_env`` of another environment fails
+(turnout_run_id, turnout_deployed_by, awx_user_name, turnout_env, turnout_version) and returns
+``turnout_run`` (the playbook keeps it as a fact). A missing ``lb`` group or a
+``turnout_env`` of another environment fails
 with one line.
 """
 
@@ -19,9 +20,9 @@ from ansible.plugins.action import ActionBase
 
 DOCUMENTATION = r"""
 module: turnout_run
-short_description: Start a turnout run and set the fact turnout_run
+short_description: Start a turnout run (returned as turnout_run)
 description:
-  - Sets C(turnout_run) {id, by, env, manifest_path, started_at, action, version, lock_held,
+  - Returns C(turnout_run) {id, by, env, manifest_path, started_at, action, version, lock_held,
     failed, phase, message}; every later phase reads and updates it.
   - The rule is C(turnout.run.start) (pure, unit-tested), shared with invoke.
 options:
@@ -38,8 +39,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-ansible_facts:
-  description: C(turnout_run).
+turnout_run:
+  description: The run; the playbook keeps it as the fact turnout_run.
   type: dict
   returned: success
 """
@@ -82,7 +83,7 @@ class ActionModule(ActionBase):
         except InputError as error:
             result.update(failed=True, msg=f"turnout: {error}")
             return result
-        result.update(changed=False, ansible_facts={"turnout_run": started})
+        result.update(changed=False, turnout_run=started)
         return result
 
     def _plain(self, value):

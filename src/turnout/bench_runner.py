@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from turnout import bench
+from turnout import bench, contracts
 from turnout.artifact import find_artifact
 from turnout.errors import InputError
 from turnout.lab import fleet
@@ -119,12 +119,15 @@ def ssh(lab: BenchLab, host: str, command: str) -> str:
     return proc.stdout
 
 
+SOCKET, POOL_MAP = contracts.PATHS["admin_socket"], contracts.PATHS["pool_map"]
+
+
 def lb_runtime(lab: BenchLab, command: str) -> str:
-    return ssh(lab, "lb1", f"echo '{command}' | socat stdio /run/haproxy/admin.sock")
+    return ssh(lab, "lb1", f"echo '{command}' | socat stdio {SOCKET}")
 
 
 def live_pool(lab: BenchLab) -> str:
-    out = lb_runtime(lab, "show map /etc/haproxy/pool.map")
+    out = lb_runtime(lab, f"show map {POOL_MAP}")
     return "green" if "be_green" in out else "blue"
 
 
@@ -245,7 +248,7 @@ def part_flip(lab: BenchLab, repeats: int) -> dict[str, Any]:
     client_ms: list[float] = []
     failed = 0
     misses = 0
-    lb_runtime(lab, "show map /etc/haproxy/pool.map")  # open the SSH master first
+    lb_runtime(lab, f"show map {POOL_MAP}")  # open the SSH master first
     with TrafficProbe(lab.lb_address, LB_PORT, workers=4, max_seconds=120,
                       max_requests=200_000) as probe:
         probe.wait_for(20)
@@ -253,8 +256,8 @@ def part_flip(lab: BenchLab, repeats: int) -> dict[str, Any]:
         for _ in range(repeats * 2):
             target = "green" if pool == "blue" else "blue"
             issued = time.monotonic()
-            out = ssh(lab, "lb1", "a=$(date +%s%N); echo 'set map /etc/haproxy/pool.map active "
-                                  f"be_{target}' | socat stdio /run/haproxy/admin.sock; "
+            out = ssh(lab, "lb1", f"a=$(date +%s%N); echo 'set map {POOL_MAP} active "
+                                  f"be_{target}' | socat stdio {SOCKET}; "
                                   "b=$(date +%s%N); echo $((b-a))")
             api_ms.append(int(out.strip().splitlines()[-1]) / 1e6)
             deadline = time.monotonic() + 3.0

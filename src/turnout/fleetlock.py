@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from turnout import lock
+from turnout import contracts, lock
 from turnout.errors import DeployFailed, InputError
 from turnout.facts import SSH_TIMEOUT_S, _sudo
 from turnout.inventory import Environment, Host, ssh_argv
 
 LOCK_SOURCE = Path(lock.__file__)
+CONTRACTS_SOURCE = Path(contracts.__file__)
 
 
 class LockHeld(InputError):
@@ -66,10 +67,24 @@ def precheck(env: Environment, action: str, by: str) -> str | None:
     return "; ".join(decision.warnings) or None
 
 
+def unlock_script(path: str = lock.LOCK_PATH) -> str:
+    """A self-contained Python script that breaks the lock at ``path`` on the load balancer and
+    prints the holder it removed (JSON): turnout.contracts and turnout.lock as modules, no
+    turnout installed there."""
+    return (  # contracts and lock as modules (a future import must come first in each)
+        "import json, sys, types\n"
+        "contracts = types.ModuleType('turnout_contracts')\n"
+        f"exec({CONTRACTS_SOURCE.read_text()!r}, contracts.__dict__)\n"
+        "sys.modules['turnout_contracts'] = contracts\n"
+        "lock = sys.modules['turnout_lock'] = types.ModuleType('turnout_lock')\n"
+        f"exec({LOCK_SOURCE.read_text()!r}, lock.__dict__)\n"
+        f"_, previous = lock.apply({{'op': 'break'}}, {path!r})\n"
+        "print(json.dumps(previous))\n")
+
+
 def force_release(env: Environment) -> dict | None:
     """Remove env's deploy lock whoever holds it; return the holder that was removed."""
-    script = LOCK_SOURCE.read_text() + (
-        "\nimport json as _j\n_d, _prev = apply({'op': 'break'})\nprint(_j.dumps(_prev))\n")
+    script = unlock_script()
     proc = _ssh(env.lb[0], "python3 -", stdin=script)
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ssh failed"

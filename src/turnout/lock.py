@@ -26,10 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-try:  # on the load balancer: shipped beside this file as module_utils
+try:  # on the load balancer, in the turnout_lock module: shipped beside it as module_utils
     from ansible.module_utils.turnout_contracts import PATHS, format_timestamp, parse_timestamp
-except ImportError:  # on the controller
-    from turnout.contracts import PATHS, format_timestamp, parse_timestamp
+except ImportError:
+    try:  # on the controller
+        from turnout.contracts import PATHS, format_timestamp, parse_timestamp
+    except ImportError:  # on the load balancer as a script (turnout.fleetlock.force_release)
+        from turnout_contracts import PATHS, format_timestamp, parse_timestamp
 
 LOCK_PATH = PATHS["lock"]
 DEFAULT_TTL_S = 900

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,3 +162,15 @@ def test_a_zombie_holder_is_not_alive():
     finally:
         os.waitpid(pid, 0)
     assert fleetlock.process_alive(pid) is False
+
+
+def test_the_unlock_script_runs_without_turnout_installed(tmp_path: Path) -> None:
+    """invoke unlock ships this script to the LB, whose Python has no turnout package."""
+    path = tmp_path / "deploy.lock"
+    holder = {"owner": "jenkins:x", "run_id": "20261122T000000Z-abc", "action": "deploy"}
+    path.write_text(json.dumps(holder))
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-"], input=fleetlock.unlock_script(str(path)),
+                          capture_output=True, text=True, cwd=tmp_path, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["owner"] == "jenkins:x"
+    assert not path.exists()

@@ -116,12 +116,15 @@ CASES = [
 ]
 
 
-def _plan_task() -> dict[str, Any]:
-    """The playbook's own planning task, as the plan phase runs it."""
+def _plan_tasks() -> list[dict[str, Any]]:
+    """The playbook's own planning task and the one that keeps its result, as the plan phase
+    runs them."""
     tasks = yaml.safe_load(PLAN_TASKS.read_text())
-    found = [t for t in tasks if "turnout_plan" in t]
-    assert len(found) == 1, "plan.yml must plan in exactly one turnout_plan task"
-    return found[0]
+    index = [i for i, t in enumerate(tasks) if "turnout_plan" in t]
+    assert len(index) == 1, "plan.yml must plan in exactly one turnout_plan task"
+    keep = tasks[index[0] + 1]
+    assert "turnout_plan" in keep.get("ansible.builtin.set_fact", {}), keep
+    return [{k: v for k, v in t.items() if k != "when"} for t in tasks[index[0]:index[0] + 2]]
 
 
 def write_manifest(case: Case, env_dir: Path) -> Path:
@@ -146,7 +149,7 @@ def playbook_side(case: Case, tmp: Path) -> dict[str, Any]:
     inventory = {"all": {"children": {
         "lb": {"hosts": {"lb1": {"pool_switch_live_pool": case.live}}}, **hosts}}}
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    task = _plan_task()
+    tasks = _plan_tasks()
     out = tmp / "plan.json"
     play = [{
         "name": "plan as the playbook does", "hosts": "localhost", "gather_facts": False,
@@ -157,8 +160,8 @@ def playbook_side(case: Case, tmp: Path) -> dict[str, Any]:
                     if case.action == "promote" and case.inputs.get("version") else {}),
                  **({"turnout_promote_max_age_s": case.inputs["max_age_s"]}
                     if case.action == "promote" else {})},
-        "tasks": [{k: v for k, v in task.items() if k != "when"},
-                  {"name": "keep the plan", "ansible.builtin.copy": {
+        "tasks": [*tasks,
+                  {"name": "write the plan down", "ansible.builtin.copy": {
                       "dest": str(out), "content": "{{ turnout_plan | to_json }}"}}],
     }]
     # the promote max age comes from the LB's host vars in the playbook
