@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -1d /root/.pyenv/versi
 VENV := .venv
 BIN := $(VENV)/bin
 INVOKE := $(BIN)/invoke
-APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium
+APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium groovy
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help deps apt venv demo test unit integration lint molecule bench clean
@@ -16,6 +16,7 @@ help: ## list targets
 
 deps: apt venv ## install system packages and the virtualenv (from requirements.lock)
 
+# groovy compiles the Jenkinsfile in the unit tests (Debian's 2.4.21 is the Groovy Jenkins runs).
 apt: ## install the Debian packages the lab and tests need
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
