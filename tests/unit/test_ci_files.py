@@ -212,8 +212,7 @@ def test_jenkinsfile_stages_run_the_invoke_tasks() -> None:
     assert stages.index("Plan") < stages.index("Approve") < stages.index("Deploy")
     assert "sh 'make deps'" in text
     assert 'invoke build --version "$VERSION"' in text
-    assert re.search(r'invoke deploy --env "\$ENVIRONMENT" \'\s*\+\s*\'--version "\$VERSION" '
-                     r'--check', text)
+    assert 'invoke deploy --env "$ENVIRONMENT" --version "$VERSION" --check\'' in text
     assert 'invoke deploy --env "$ENVIRONMENT" --version "$VERSION"\'' in text
     assert 'invoke rollback --env "$ENVIRONMENT"\'' in text
     for fmt, output in (("html", "reports/report.html"), ("json", "reports/report.json"),
@@ -241,8 +240,8 @@ def test_jenkinsfile_never_interpolates_parameters_into_shell() -> None:
 def test_jenkinsfile_is_valid_groovy(tmp_path: Path) -> None:
     """Compile the Jenkinsfile as a Groovy script (pipeline steps resolve at run time).
 
-    Debian 12's groovy is 2.4.21, the Groovy Jenkins itself runs pipelines with. A missing
-    groovy fails here: `make apt` installs it.
+    Debian 12's groovy is 2.4.21, the Groovy Jenkins itself runs pipelines with (npm-groovy-lint
+    in `make lint` parses with Groovy 4). A missing groovy fails here: `make apt` installs it.
     """
     groovy, java = shutil.which("groovy"), shutil.which("java")
     assert groovy and java, "groovy or java is not installed: make apt (apt-get install groovy)"
