@@ -71,7 +71,7 @@ test: deps ## the whole gating suite: lint, Molecule, unit, lab integration, e2e
 	$(MAKE) molecule
 	$(BIN)/python -m pytest tests
 
-unit: venv ## unit tests only (seconds, no root needed)
+unit: venv $(CI_TOOLS)/collections/.installed ## unit tests only (seconds, no root needed)
 	$(BIN)/python -m pytest tests/unit
 
 integration: deps ## lab integration and e2e tests only
