@@ -6,18 +6,22 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -1d /root/.pyenv/versi
 VENV := .venv
 BIN := $(VENV)/bin
 INVOKE := $(BIN)/invoke
-APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium
+APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium groovy
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps apt venv demo test unit integration lint molecule bench clean
+.PHONY: help deps apt venv tools demo test unit integration lint molecule bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 deps: apt venv ## install system packages and the virtualenv (from requirements.lock)
 
+# groovy compiles the Jenkinsfile in the unit tests (Debian's 2.4.21 is the Groovy Jenkins runs);
+# npm installs `make tools`. npm goes by command, not by package: NodeSource's nodejs carries its
+# own npm and conflicts with Debian's.
 apt: ## install the Debian packages the lab and tests need
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing $$missing"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
@@ -31,6 +35,24 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# Lint tools that are no Python runtime dependency, pinned in ci/ (ci/README.md) and installed
+# under .cache/ci/, which git, yamllint and ansible-lint all skip.
+CI_TOOLS := .cache/ci
+AWX_COLLECTIONS := $(CURDIR)/$(CI_TOOLS)/collections
+
+tools: $(CI_TOOLS)/node/.installed $(CI_TOOLS)/collections/.installed ## lint tools pinned in ci/ (npm-groovy-lint, awx.awx)
+
+$(CI_TOOLS)/node/.installed: ci/node/package.json ci/node/package-lock.json
+	@command -v npm >/dev/null || { echo "tools: npm not found: make apt installs it"; exit 2; }
+	rm -rf $(CI_TOOLS)/node && mkdir -p $(CI_TOOLS)/node
+	cp ci/node/package.json ci/node/package-lock.json $(CI_TOOLS)/node/
+	npm ci --prefix $(CI_TOOLS)/node --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CI_TOOLS)/collections/.installed: ci/awx-collection.txt ci/awx_collection.py | venv
+	$(BIN)/python ci/awx_collection.py $(CI_TOOLS)/collections
 	touch $@
 
 demo: deps ## boot the lab, provision it, deploy two versions, roll back once, print the report
@@ -49,16 +71,21 @@ test: deps ## the whole gating suite: lint, Molecule, unit, lab integration, e2e
 	$(MAKE) molecule
 	$(BIN)/python -m pytest tests
 
-unit: venv ## unit tests only (seconds, no root needed)
+unit: venv $(CI_TOOLS)/collections/.installed ## unit tests only (seconds, no root needed)
 	$(BIN)/python -m pytest tests/unit
 
 integration: deps ## lab integration and e2e tests only
 	$(BIN)/python -m pytest tests/integration tests/e2e
 
-lint: venv ## ruff, yamllint and ansible-lint (production profile)
-	$(BIN)/ruff check src tests tasks.py plugins molecule bench
+# ansible-lint sees the real awx.awx (no mock): its syntax check resolves every module of
+# awx/configure.yml. The production profile leaves out the experimental args rule (options and
+# values against each module's argument_spec), so a second run applies it to awx/, strictly.
+lint: venv tools ## ruff, yamllint, ansible-lint (production; awx/ against awx.awx), npm-groovy-lint
+	$(BIN)/ruff check src tests tasks.py plugins molecule bench ci
 	$(BIN)/yamllint --strict .
-	$(BIN)/ansible-lint
+	ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS) $(BIN)/ansible-lint
+	ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS) $(BIN)/ansible-lint --enable-list args --strict awx/configure.yml
+	$(BIN)/python ci/groovy_lint.py Jenkinsfile
 
 MOLECULE_SCENARIOS := haproxy app_release smoke_test pool_switch
 

@@ -217,8 +217,8 @@ def test_drill_idle_host_powered_off_mid_stage(drills, tmp_path):
     with probe(drills) as traffic:
         traffic.wait_for(20)
         run = Run(drills, D[3], tmp_path / "deploy.log")
-        # the progress line of deploy.yml's stage play ("== Deploy | stage and activate ...")
-        wait_until("the stage play", lambda: "== Deploy | stage" in run.output())
+        # the progress line of the stage phase ("== Stage | stage and activate ...")
+        wait_until("the stage play", lambda: "== Stage | stage and activate" in run.output())
         lab_fleet.power_off(drills.config, victim)
         code = run.wait()
         traffic.wait_for(traffic.result.total + 20)

@@ -95,6 +95,7 @@ def test_lab_ssh_task_runs_a_command(lab):
 ])
 def test_lab_bad_input_is_one_line_exit_2(lab, args, message):
     before = sorted(p.name for p in lab.config.state_root.iterdir())
+    args = [lab.config.name if arg == "t" else arg for arg in args]  # the session lab's name
     proc = invoke(*args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

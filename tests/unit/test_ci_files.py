@@ -1,9 +1,8 @@
 """The CI and AWX files: Jenkinsfile, awx/, collections/requirements.yml, the EE definition.
 
-No Jenkins or AWX here, so the checks are structural, plus one real run: awx/configure.yml
-is played against stand-in ``awx.awx`` modules that declare the real modules' options and
-record what they were given, which proves the playbook templates, loads the definition
-files and passes only options the collection accepts.
+No Jenkins or AWX here, so the checks are structural, plus a real Groovy compile of the
+Jenkinsfile. What awx/ passes to the awx.awx modules is checked against the real collection
+in test_awx_content.py.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,147 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 AWX = REPO / "awx"
 JENKINSFILE = REPO / "Jenkinsfile"
 PLAYBOOKS = REPO / "playbooks"
-
-# Options of the awx.awx modules used here (awx.awx 24.x), with the types that matter.
-JOB_TEMPLATE_OPTIONS = {
-    "name", "new_name", "copy_from", "description", "organization", "job_type", "inventory",
-    "project", "playbook", "credential", "vault_credential", "credentials",
-    "execution_environment", "custom_virtualenv", "instance_groups", "forks", "limit",
-    "verbosity", "extra_vars", "job_tags", "force_handlers", "skip_tags", "start_at_task",
-    "timeout", "use_fact_cache", "host_config_key", "ask_diff_mode_on_launch",
-    "ask_variables_on_launch", "ask_limit_on_launch", "ask_tags_on_launch",
-    "ask_skip_tags_on_launch", "ask_job_type_on_launch", "ask_verbosity_on_launch",
-    "ask_inventory_on_launch", "ask_credential_on_launch",
-    "ask_execution_environment_on_launch", "ask_forks_on_launch",
-    "ask_instance_groups_on_launch", "ask_job_slice_count_on_launch", "ask_labels_on_launch",
-    "ask_timeout_on_launch", "survey_enabled", "survey_spec", "become_enabled", "diff_mode",
-    "allow_simultaneous", "scm_branch", "ask_scm_branch_on_launch", "job_slice_count",
-    "webhook_service", "webhook_credential", "labels", "notification_templates_started",
-    "notification_templates_success", "notification_templates_error",
-    "prevent_instance_group_fallback", "state",
-}
-WORKFLOW_OPTIONS = {
-    "name", "new_name", "copy_from", "description", "extra_vars", "job_tags", "skip_tags",
-    "organization", "survey_spec", "survey_enabled", "allow_simultaneous",
-    "ask_variables_on_launch", "ask_labels_on_launch", "ask_tags_on_launch",
-    "ask_skip_tags_on_launch", "inventory", "limit", "scm_branch", "ask_inventory_on_launch",
-    "ask_scm_branch_on_launch", "ask_limit_on_launch", "webhook_service", "webhook_credential",
-    "labels", "notification_templates_started", "notification_templates_success",
-    "notification_templates_error", "notification_templates_approvals", "workflow_nodes",
-    "destroy_current_nodes", "state",
-}
-NODE_OPTIONS = {
-    "identifier", "workflow_job_template", "organization", "extra_data", "inventory",
-    "scm_branch", "job_type", "job_tags", "skip_tags", "limit", "diff_mode", "verbosity",
-    "unified_job_template", "lookup_organization", "approval_node", "all_parents_must_converge",
-    "success_nodes", "always_nodes", "failure_nodes", "credentials", "execution_environment",
-    "forks", "instance_groups", "job_slice_count", "labels", "timeout", "state",
-}
-_BOOL, _INT, _DICT, _LIST = "bool", "int", "dict", "list"
-STUB_SPECS: dict[str, dict[str, dict[str, Any]]] = {
-    "job_template": {
-        **{name: {} for name in JOB_TEMPLATE_OPTIONS},
-        **{name: {"type": _BOOL} for name in JOB_TEMPLATE_OPTIONS
-           if name.startswith("ask_") or name in (
-               "survey_enabled", "become_enabled", "diff_mode", "allow_simultaneous",
-               "use_fact_cache", "force_handlers", "prevent_instance_group_fallback")},
-        "name": {"required": True},
-        "job_type": {"choices": ["run", "check"]},
-        "verbosity": {"type": _INT, "choices": [0, 1, 2, 3, 4]},
-        "timeout": {"type": _INT}, "forks": {"type": _INT}, "job_slice_count": {"type": _INT},
-        "extra_vars": {"type": _DICT}, "survey_spec": {"type": _DICT},
-        "credentials": {"type": _LIST, "elements": "str"},
-        "labels": {"type": _LIST, "elements": "str"},
-        "instance_groups": {"type": _LIST, "elements": "str"},
-    },
-    "workflow_job_template": {
-        **{name: {} for name in WORKFLOW_OPTIONS},
-        **{name: {"type": _BOOL} for name in WORKFLOW_OPTIONS
-           if name.startswith("ask_") or name in ("survey_enabled", "allow_simultaneous",
-                                                   "destroy_current_nodes")},
-        "name": {"required": True},
-        "extra_vars": {"type": _DICT}, "survey_spec": {"type": _DICT},
-        "workflow_nodes": {"type": _LIST, "elements": "dict"},
-    },
-    "workflow_job_template_node": {
-        **{name: {} for name in NODE_OPTIONS},
-        "identifier": {"required": True},
-        "workflow_job_template": {"required": True},
-        "extra_data": {"type": _DICT},
-        "approval_node": {"type": _DICT},
-        "all_parents_must_converge": {"type": _BOOL},
-        "success_nodes": {"type": _LIST, "elements": "str"},
-        "failure_nodes": {"type": _LIST, "elements": "str"},
-        "always_nodes": {"type": _LIST, "elements": "str"},
-    },
-    "project": {
-        **{name: {} for name in (
-            "name", "new_name", "copy_from", "description", "scm_type", "scm_url", "local_path",
-            "scm_branch", "scm_refspec", "credential", "custom_virtualenv",
-            "default_environment", "organization", "signature_validation_credential", "state")},
-        **{name: {"type": _BOOL} for name in (
-            "scm_clean", "scm_delete_on_update", "scm_track_submodules", "scm_update_on_launch",
-            "allow_override", "wait", "update_project")},
-        "name": {"required": True},
-        "scm_type": {"choices": ["manual", "git", "svn", "insights", "archive"]},
-        "scm_update_cache_timeout": {"type": _INT}, "timeout": {"type": _INT},
-        "interval": {"type": "float"},
-    },
-    "credential": {
-        **{name: {} for name in ("name", "new_name", "copy_from", "description", "organization",
-                                 "team", "user", "credential_type", "state")},
-        "name": {"required": True}, "inputs": {"type": _DICT, "no_log": True},
-        "update_secrets": {"type": _BOOL},
-    },
-    "inventory": {
-        **{name: {} for name in ("name", "new_name", "copy_from", "description", "organization",
-                                 "kind", "host_filter", "state")},
-        "name": {"required": True}, "variables": {"type": _DICT},
-    },
-    "inventory_source": {
-        **{name: {} for name in (
-            "name", "new_name", "description", "inventory", "source", "source_path",
-            "enabled_var", "enabled_value", "host_filter", "credential",
-            "execution_environment", "organization", "custom_virtualenv", "source_project",
-            "scm_branch", "state")},
-        "name": {"required": True}, "inventory": {"required": True},
-        "source_vars": {"type": _DICT},
-        "overwrite": {"type": _BOOL}, "overwrite_vars": {"type": _BOOL},
-        "update_on_launch": {"type": _BOOL},
-        "update_cache_timeout": {"type": _INT}, "timeout": {"type": _INT},
-        "verbosity": {"type": _INT},
-    },
-    "execution_environment": {
-        **{name: {} for name in ("name", "new_name", "image", "description", "organization",
-                                 "credential", "state")},
-        "name": {"required": True},
-        "pull": {"choices": ["always", "missing", "never", ""]},
-    },
-}
-
-STUB_MODULE = '''#!/usr/bin/python
-# Stand-in for an awx.awx module (tests only): the real options, no controller.
-import json
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-
-SPEC = json.loads({spec!r})
-
-
-def main():
-    module = AnsibleModule(argument_spec=SPEC, supports_check_mode=True)
-    given = {{k: v for k, v in module.params.items() if v is not None}}
-    if "inputs" in given:
-        given["inputs"] = sorted(given["inputs"])  # secrets: record the keys only
-    with open(os.environ["TURNOUT_STUB_LOG"], "a") as log:
-        log.write(json.dumps({{"module": {name!r}, "params": given}}) + "\\n")
-    module.exit_json(changed=True)
-
-
-if __name__ == "__main__":
-    main()
-'''
 
 
 def _yaml(path: Path) -> Any:
@@ -212,8 +69,7 @@ def test_jenkinsfile_stages_run_the_invoke_tasks() -> None:
     assert stages.index("Plan") < stages.index("Approve") < stages.index("Deploy")
     assert "sh 'make deps'" in text
     assert 'invoke build --version "$VERSION"' in text
-    assert re.search(r'invoke deploy --env "\$ENVIRONMENT" \'\s*\+\s*\'--version "\$VERSION" '
-                     r'--check', text)
+    assert 'invoke deploy --env "$ENVIRONMENT" --version "$VERSION" --check\'' in text
     assert 'invoke deploy --env "$ENVIRONMENT" --version "$VERSION"\'' in text
     assert 'invoke rollback --env "$ENVIRONMENT"\'' in text
     for fmt, output in (("html", "reports/report.html"), ("json", "reports/report.json"),
@@ -239,10 +95,13 @@ def test_jenkinsfile_never_interpolates_parameters_into_shell() -> None:
 
 
 def test_jenkinsfile_is_valid_groovy(tmp_path: Path) -> None:
-    """Compile the Jenkinsfile as a Groovy script (pipeline steps resolve at run time)."""
+    """Compile the Jenkinsfile as a Groovy script (pipeline steps resolve at run time).
+
+    Debian 12's groovy is 2.4.21, the Groovy Jenkins itself runs pipelines with (npm-groovy-lint
+    in `make lint` parses with Groovy 4). A missing groovy fails here: `make apt` installs it.
+    """
     groovy, java = shutil.which("groovy"), shutil.which("java")
-    if not groovy or not java:
-        pytest.skip("groovy is not installed (apt-get install groovy)")
+    assert groovy and java, "groovy or java is not installed: make apt (apt-get install groovy)"
     parse = tmp_path / "parse.groovy"
     parse.write_text("new GroovyShell().parse(new File(args[0]))\n")
     env = {**os.environ, "JAVA_HOME": str(Path(java).resolve().parents[1])}
@@ -300,7 +159,6 @@ def test_deploy_survey_asks_env_and_version() -> None:
 @pytest.mark.parametrize("name", ["deploy", "rollback", "promote"])
 def test_job_templates(name: str) -> None:
     template = _yaml(AWX / "job_templates" / f"{name}.yml")
-    assert set(template) <= JOB_TEMPLATE_OPTIONS, set(template) - JOB_TEMPLATE_OPTIONS
     assert template["playbook"] == f"playbooks/{name}.yml"
     assert template["job_type"] == "run" and template["project"] == "turnout"
     assert template["credentials"] == ["turnout deploy key", "turnout vault"]
@@ -319,11 +177,9 @@ def test_job_template_playbooks_exist() -> None:
 
 def test_workflow_has_an_approval_between_stage_and_promote() -> None:
     workflow = _yaml(AWX / "workflows/deploy_with_approval.yml")
-    assert set(workflow) - {"nodes"} <= WORKFLOW_OPTIONS
     assert (AWX / workflow["survey_spec"]).is_file()
     nodes = {node["identifier"]: node for node in workflow["nodes"]}
     for node in nodes.values():
-        assert set(node) <= NODE_OPTIONS, set(node) - NODE_OPTIONS
         assert ("unified_job_template" in node) != ("approval_node" in node)
         for link in ("success_nodes", "failure_nodes", "always_nodes"):
             assert set(node.get(link, [])) <= set(nodes), f"{node['identifier']}: bad link"
@@ -337,77 +193,6 @@ def test_workflow_has_an_approval_between_stage_and_promote() -> None:
     (promote_id,) = nodes[approval_id]["success_nodes"]
     assert nodes[promote_id]["unified_job_template"] == "turnout promote"
     assert "turnout promote" in templates
-
-
-def _stub_collection(root: Path) -> None:
-    modules = root / "ansible_collections/awx/awx/plugins/modules"
-    modules.mkdir(parents=True)
-    (root / "ansible_collections/awx/awx/galaxy.yml").write_text(
-        "namespace: awx\nname: awx\nversion: 24.6.1\nreadme: README.md\nauthors: [test]\n")
-    meta = root / "ansible_collections/awx/awx/meta"
-    meta.mkdir()
-    (meta / "runtime.yml").write_text("requires_ansible: '>=2.15.0'\n")
-    for name, spec in STUB_SPECS.items():
-        (modules / f"{name}.py").write_text(STUB_MODULE.format(spec=json.dumps(spec), name=name))
-
-
-def test_configure_playbook_against_stand_in_modules(tmp_path: Path) -> None:
-    _stub_collection(tmp_path / "collections")
-    log = tmp_path / "calls.jsonl"
-    key = tmp_path / "id_deploy"
-    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n")
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_INVENTORY": "localhost,",
-        "ANSIBLE_LOCALHOST_WARNING": "False",
-        "TURNOUT_STUB_LOG": str(log),
-    }
-    argv = [str(bin_dir / "ansible-playbook"), str(AWX / "configure.yml"),
-            "-e", "turnout_awx_scm_url=https://git.example.test/ops/turnout.git",
-            "-e", "turnout_awx_ee_image=registry.example.test/ops/turnout-ee:1.0.0",
-            "-e", "turnout_awx_ssh_user=deploy", "-e", f"turnout_awx_ssh_key_file={key}",
-            "-e", "ansible_python_interpreter=" + sys.executable]
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    by_module: dict[str, list[dict[str, Any]]] = {}
-    for call in calls:
-        by_module.setdefault(call["module"], []).append(call["params"])
-
-    assert [c["name"] for c in by_module["credential"]] == ["turnout deploy key"]  # no vault pw
-    assert by_module["credential"][0]["inputs"] == ["ssh_key_data", "username"]
-    assert [c["name"] for c in by_module["inventory"]] == [
-        "turnout-lab", "turnout-staging", "turnout-prod"]
-    assert [c["source_path"] for c in by_module["inventory_source"]] == [
-        "inventories/lab/hosts.yml", "inventories/staging/hosts.yml",
-        "inventories/prod/hosts.yml"]
-    project = by_module["project"][0]
-    assert project["scm_url"] == "https://git.example.test/ops/turnout.git"
-    assert "credential" not in project  # none given: omitted, not ""
-
-    templates = {c["name"]: c for c in by_module["job_template"]}
-    assert set(templates) == {"turnout deploy", "turnout rollback", "turnout promote"}
-    deploy = templates["turnout deploy"]
-    assert deploy["survey_spec"] == json.loads((AWX / "surveys/deploy.json").read_text())
-    assert deploy["organization"] == "Default" and deploy["verbosity"] == 0
-    assert deploy["ask_variables_on_launch"] is True
-    assert templates["turnout rollback"]["playbook"] == "playbooks/rollback.yml"
-
-    (workflow,) = by_module["workflow_job_template"]
-    assert workflow["survey_spec"]["spec"][1]["variable"] == "turnout_version"
-    nodes = by_module["workflow_job_template_node"]
-    created = [n for n in nodes if "success_nodes" not in n]
-    linked = [n for n in nodes if "success_nodes" in n]
-    assert [n["identifier"] for n in created] == ["stage-and-smoke", "approve-flip", "promote"]
-    assert created[1]["approval_node"]["timeout"] == 14400
-    assert created[0]["extra_data"] == {"turnout_approval": True}
-    assert {n["identifier"]: n["success_nodes"] for n in linked} == {
-        "stage-and-smoke": ["approve-flip"], "approve-flip": ["promote"]}
-    assert nodes.index(created[-1]) < nodes.index(linked[0])  # nodes exist before links
 
 
 # --------------------------------------------------------------- collections and the EE
