@@ -180,6 +180,7 @@ class FilterModule:
             "turnout_fleet_next": fleet_next,
             "turnout_flip_ready": outcome.flip_ready,
             "turnout_flip_result": outcome.flip_result,
+            "turnout_flip_back_failed": outcome.back_failed,
             "turnout_host_results": host_results,
             "turnout_judge": judge,
             "turnout_event": event,

@@ -306,7 +306,9 @@ def flip_result(lbs: list[str], outcomes: Mapping[str, Mapping[str, Any] | None]
                 planned: Mapping[str, Any], requests: int) -> dict[str, Any]:
     """The flip across every load balancer, all or nothing: {result, phase, message,
     flip_back, canary_aborted, lb_errors}. ``result`` is success only when every LB switched
-    and verified; otherwise every LB goes back (``flip_back``) and the run fails."""
+    and verified; otherwise every LB goes back (``flip_back``; result flipped_back, or failed
+    when none had switched) and the run fails. A load balancer that cannot go back turns it
+    into failed (turnout.outcome.back_failed)."""
     source, target = planned.get("lb_pool") or planned.get("live_pool"), \
         planned.get("target_pool")
     bad = {lb: outcomes.get(lb) or {} for lb in lbs
@@ -331,9 +333,16 @@ def flip_result(lbs: list[str], outcomes: Mapping[str, Mapping[str, Any] | None]
     canary = any((o or {}).get("canary_aborted") for o in bad.values())
     detail = "; ".join(f"{lb}: {_truncate(o.get('message') or 'unreachable')}"
                        for lb, o in sorted(bad.items()))
-    back = source in ("blue", "green") and source != target
-    return {"result": "failed", "phase": "verify" if switched else "flip",
-            "flip_back": back and switched, "canary_aborted": canary, "lb_errors": lb_errors,
+    back = source in ("blue", "green") and source != target and switched
+    return {"result": "flipped_back" if back else "failed",
+            "phase": "verify" if switched else "flip",
+            "flip_back": back, "canary_aborted": canary, "lb_errors": lb_errors,
             "message": (f"{'verify' if switched else 'flip'} failed on "
                         f"{', '.join(sorted(bad))}: {detail}"
-                        + (f"; every load balancer goes back to {source}" if back else ""))}
+                        + (f"; flipped every load balancer back to {source}" if back else ""))}
+
+
+def back_failed(switch: Mapping[str, Any], lb: str, reason: str) -> dict[str, Any]:
+    """The flip result once ``lb`` could not be put back on the pool traffic came from."""
+    return {**switch, "result": "failed",
+            "message": f"{switch.get('message')}; {lb} could not go back: {_truncate(reason)}"}

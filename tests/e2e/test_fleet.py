@@ -262,6 +262,36 @@ def test_one_of_two_lbs_dies_mid_flip_and_comes_back_on_the_old_pool(fleet, tmp_
     assert_fleet_on(fleet, F[5])
 
 
+def test_a_rebuilt_load_balancer_is_provisioned_onto_the_live_pool(fleet):
+    live = state_on(fleet, "lb1")["live"]
+    live_version = state_on(fleet, "lb1")["pools"][live]["version"]
+    # rebuilt: no HAProxy running, no map, no release state (its first provision starts blue)
+    ssh(fleet, "lb2", f"systemctl stop haproxy; rm -f /etc/haproxy/pool.map "
+                      f"/etc/haproxy/release.map {STATE}")
+    proc = run("provision", fleet)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ssh(fleet, "lb2", "cat /etc/haproxy/pool.map").strip() == f"active be_{live}"
+    assert versions_through(fleet, "lb2") == {live_version}
+    assert state_on(fleet, "lb2") == state_on(fleet, "lb1")
+    assert_fleet_on(fleet, live_version)
+
+
+def test_status_sees_a_leftover_canary_share_and_the_next_run_ends_it(fleet):
+    live = state_on(fleet, "lb1")["live"]
+    idle = "blue" if live == "green" else "green"
+    version = state_on(fleet, "lb1")["pools"][live]["version"]
+    ssh(fleet, "lb2", f"echo 'add map /etc/haproxy/pool.map canary_backend be_{idle}; "
+                      "add map /etc/haproxy/pool.map canary_pct 30' | "
+                      "socat stdio /run/haproxy/admin.sock")
+    status = run("status", fleet)
+    assert status.returncode == 3 and "lb2 sends 30% of requests" in status.stdout, status.stdout
+    again = run("deploy", fleet, "--version", version)  # live already: a no-op, under the lock
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "canary_pct 0" in ssh(fleet, "lb2", "echo 'show map /etc/haproxy/pool.map' | "
+                                              "socat stdio /run/haproxy/admin.sock")
+    assert_fleet_on(fleet, version)
+
+
 def _answers(lab, lb: str) -> bool:
     try:
         get_json(f"http://{address(lab, lb)}/version")
