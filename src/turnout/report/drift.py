@@ -113,7 +113,7 @@ def _host_drift(
                 drift.append(f"host sha256 {host_sha}, manifest says {recorded_sha}")
         service = facts.get("service")
         if running is not None and service is not None and service != "active":
-            drift.append(f"app.service is {service or 'unknown'}")
+            drift.append(f"{facts.get('unit') or 'app.service'} is {service or 'unknown'}")
         host_pool = facts.get("pool")
         if host_pool is not None and host_pool != pool:
             drift.append(f"host release.json says pool {host_pool}, inventory says {pool}")
