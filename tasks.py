@@ -22,11 +22,13 @@ LAB_HELP = {
 }
 
 
-def _lab(name: str | None, subnet: str | None, app_hosts: int | str = 2) -> lab_config.LabConfig:
+def _lab(name: str | None, subnet: str | None, app_hosts: int | str = 2,
+         lbs: int | str = 1) -> lab_config.LabConfig:
     return lab_config.LabConfig(
         name=name or os.environ.get("TURNOUT_LAB_NAME", lab_config.DEFAULT_NAME),
         subnet=subnet or os.environ.get("TURNOUT_LAB_SUBNET", lab_config.DEFAULT_SUBNET),
         app_hosts=cli.int_option(app_hosts, "--app-hosts", 1, lab_config.MAX_APP_HOSTS),
+        lbs=cli.int_option(lbs, "--lbs", 1, lab_config.MAX_LBS),
     )
 
 
@@ -38,12 +40,14 @@ def _lab_inventory(lab: lab_config.LabConfig, inventory: str | None) -> Path:
 
 @task(help={**LAB_HELP,
             "app_hosts": "hosts per pool, 1-10 (default 2)",
+            "lbs": "load balancers (HAProxy hosts lb1..lbN), 1-3 (default 1)",
             "inventory": "directory to write hosts.yml into (default inventories/<name>)"})
 @cli.guarded
 def lab_up(c: Context, app_hosts: str = "2", name: str = "", subnet: str = "",
-           inventory: str = "") -> None:
-    """Boot the local lab (lb1 + blue/green app hosts as real systemd hosts); idempotent."""
-    lab = _lab(name, subnet, app_hosts)
+           inventory: str = "", lbs: str = "1") -> None:
+    """Boot the local lab (load balancers + blue/green app hosts as real systemd hosts);
+    idempotent."""
+    lab = _lab(name, subnet, app_hosts, lbs)
     changed = fleet.up(lab, _lab_inventory(lab, inventory))
     cli.say("lab: up" + ("" if changed else " (nothing changed)"))
     _print_status(lab)
@@ -138,11 +142,15 @@ def promote(c: Context, env: str, check: bool = False, verbose: bool = False) ->
 
 
 @task(help={"env": ENV_HELP, "check": "print the rollback plan; change nothing",
+            "to": "go to this release instead (any release that went live; restaged on the "
+                  "idle pool with a smoke test when it is no longer there; its artifact must "
+                  "be in dist/)",
             "verbose": VERBOSE_HELP})
 @cli.guarded
-def rollback(c: Context, env: str, check: bool = False, verbose: bool = False) -> None:
-    """Flip traffic back to the previous (still warm) pool after smoke-testing it."""
-    commands.rollback(env, check=check, verbose=verbose)
+def rollback(c: Context, env: str, check: bool = False, verbose: bool = False,
+             to: str = "") -> None:
+    """Back to the release that was live before the current one (warm on the idle pool)."""
+    commands.rollback(env, check=check, verbose=verbose, to=to)
 
 
 @task(help={"env": ENV_HELP, "pool": "blue, green, live or idle (default idle)",

@@ -67,7 +67,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     require_lab_support()
     config = LabConfig(name=os.environ.get("TURNOUT_TEST_LAB", "t"),
                        subnet=os.environ.get("TURNOUT_TEST_SUBNET", "10.231.9.0/24"),
-                       app_hosts=2)
+                       app_hosts=2, lbs=2)
     inventories = tmp_path_factory.mktemp("inventories")
     env_dir = inventories / "labt"
     env_dir.mkdir()

@@ -1,7 +1,7 @@
 """Action plugin turnout_plan: plan this run from what the earlier phases read.
 
 A thin adapter over turnout.plan.plan_for, the same function ``invoke --check`` prints: it takes
-the pool the load balancer routes to (``pool_switch_live_pool`` of lb[0]), each app host's
+what every load balancer said in the discover phase (``pool_switch_lb``), each app host's
 ``app_release_current``, the inventory's pools and the manifest, and returns
 ``turnout_plan``. A refusal is carried (``turnout_plan.refused``), not raised, so the playbook
 fails the run in preflight and records nothing.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ansible.plugins.action import ActionBase
 
@@ -20,6 +21,9 @@ short_description: Plan a deploy, rollback or promote (returned as turnout_plan)
 options:
   action: {description: deploy, rollback or promote., type: str, required: true}
   manifest: {description: Path of the manifest., type: str, required: true}
+  dist_dir:
+    description: Where built artifacts are (a rollback that restages finds its own there).
+    type: str
   inputs:
     description: What a deploy ships (turnout_deploy) or, for a promote, {max_age_s}.
     type: dict
@@ -46,17 +50,30 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def _with_artifact(planned, dist_dir):
+    """A rollback that must restage its release needs its artifact: found in dist/ by sha256
+    (build once, deploy everywhere), else the plan is refused."""
+    from turnout import artifact
+    from turnout.errors import InputError
+
+    try:
+        found = artifact.find_by_sha256(planned["to_sha256"], dist_dir)
+    except InputError as error:
+        return {**planned, "refused": f"cannot restage {planned.get('to_version')}: {error}"}
+    return {**planned, "artifact": str(found.path)}
+
+
 class ActionModule(ActionBase):
     """Plan the run from the facts the discover phase set."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("action", "manifest", "inputs"))
+    _VALID_ARGS = frozenset(("action", "manifest", "inputs", "dist_dir"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        from turnout import manifest, plan
+        from turnout import manifest, plan, traffic
         from turnout.contracts import POOLS
         from turnout.errors import InputError
 
@@ -64,8 +81,11 @@ class ActionModule(ActionBase):
         groups, hostvars = task_vars.get("groups") or {}, task_vars["hostvars"]
         args = self._task.args
         pools = {pool: list(groups.get(pool) or []) for pool in POOLS}
-        lb = (groups.get("lb") or [None])[0]
-        live = hostvars[lb].get("pool_switch_live_pool") if lb else None
+        lbs = {}
+        for name in groups.get("lb") or []:
+            read = _plain(hostvars[name].get("pool_switch_lb"))
+            lbs[name] = traffic.lb_view(name, read or {"error": "not read in the discover "
+                                                                "phase (unreachable?)"})
         releases = {host: _plain(hostvars[host].get("app_release_current"))
                     for pool in POOLS for host in pools[pool]}
         try:
@@ -75,8 +95,10 @@ class ActionModule(ActionBase):
                        "target_hosts": [], "canary": []}
         else:
             env = task_vars.get("turnout_run", {}).get("env") or data["env"]
-            view = plan.FleetView(env, pools, live, releases, data)
+            view = plan.FleetView(env, pools, lbs, releases, data)
             planned = plan.plan_for(str(args["action"]), view, _plain(args.get("inputs") or {}),
                                     datetime.now(UTC))
+            if planned.get("stage") and not planned.get("artifact") and args.get("dist_dir"):
+                planned = _with_artifact(planned, Path(args["dist_dir"]))
         result.update(changed=False, turnout_plan=planned)
         return result

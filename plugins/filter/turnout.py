@@ -8,9 +8,11 @@ turnout.artifact (release notes).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from ansible.errors import AnsibleFilterError
 
-from turnout import contracts, haproxy, hooks, httpcheck, outcome, plan
+from turnout import contracts, fleetstate, haproxy, hooks, httpcheck, outcome, plan, traffic
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
@@ -121,6 +123,23 @@ def smoke_report(hosts, pool, smoke, releases):
     return outcome.smoke_report(pool, list(hosts or []), smoke or {}, releases or {})
 
 
+def fleet_next(state, point, run, planned, status=None, awaiting=False):
+    """The release state after this point of the run (turnout.outcome.fleet_event applied with
+    turnout.fleetstate.transition); unchanged when the point notes nothing."""
+    event = outcome.fleet_event(str(point), run or {}, planned or {},
+                                contracts.format_timestamp(datetime.now(UTC)),
+                                awaiting=bool(awaiting), status=status)
+    return fleetstate.transition(state, event) if event else state
+
+
+def reconciled_state(reads, env, pools, releases):
+    """turnout.traffic.reconciled_state from the LBs' discover results, now."""
+    lbs = {name: traffic.lb_view(name, read or {"error": "not read"})
+           for name, read in (reads or {}).items()}
+    return traffic.reconciled_state(str(env), lbs, pools or {}, releases or {},
+                                    contracts.format_timestamp(datetime.now(UTC)))
+
+
 def curl_argv(url, count, timeout):
     """argv of one curl run that GETs ``url`` ``count`` times (turnout.httpcheck.curl_argv)."""
     return httpcheck.curl_argv(url, count, timeout)
@@ -151,10 +170,17 @@ class FilterModule:
             "turnout_split_map_stat": haproxy.split_map_stat,
             "turnout_canary_counters": haproxy.canary_counters,
             "turnout_canary_check": haproxy.canary_check,
+            "turnout_canary_bad": haproxy.canary_bad,
+            "turnout_lb_facts": haproxy.lb_facts,
+            "turnout_verify_failures": httpcheck.verify_failures,
             "turnout_curl_argv": curl_argv,
             "turnout_curl_batch": httpcheck.parse_batch,
             "turnout_smoke_checks": httpcheck.judge_checks,
             "turnout_collect": collect,
+            "turnout_fleet_next": fleet_next,
+            "turnout_flip_ready": outcome.flip_ready,
+            "turnout_flip_result": outcome.flip_result,
+            "turnout_flip_back_failed": outcome.back_failed,
             "turnout_host_results": host_results,
             "turnout_judge": judge,
             "turnout_event": event,
@@ -162,6 +188,8 @@ class FilterModule:
             "turnout_overview": overview,
             "turnout_smoke_report": smoke_report,
             "turnout_smoke_pool": plan.resolve_pool,
+            "turnout_provision_view": traffic.provision_view,
+            "turnout_reconciled_state": reconciled_state,
             "turnout_hook_runs": hook_runs,
             "turnout_hook_phase": hooks.phase_of,
             "turnout_host_hooks": hooks.host_hooks,

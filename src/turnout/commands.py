@@ -14,7 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from turnout import artifact as artifacts
-from turnout import cli, facts, fleetlock, hooks, lock, manifest, outcome, plan, report, run, runner
+from turnout import (
+    cli,
+    facts,
+    fleetlock,
+    hooks,
+    lock,
+    manifest,
+    outcome,
+    plan,
+    report,
+    run,
+    runner,
+    traffic,
+)
 from turnout.contracts import POOLS, RUN_ID_TIME_FORMAT, format_timestamp, new_run_id
 from turnout.errors import DeployFailed, InputError
 from turnout.inventory import Environment, load_environment
@@ -55,10 +68,19 @@ def _run(playbook: str, env: Environment, extravars: dict[str, Any],
 
 def _live_facts(env: Environment) -> facts.FleetFacts:
     fleet_facts = facts.gather(env)
-    if fleet_facts.lb.error:
-        raise DeployFailed(f"{fleet_facts.lb.error}; nothing was changed: check the load "
-                           "balancer host and run the command again")
+    if fleet_facts.errors:
+        raise DeployFailed(f"{'; '.join(fleet_facts.errors)}; nothing was changed: check the "
+                           "load balancer host and run the command again")
     return fleet_facts
+
+
+def _lb_views(env: Environment, fleet_facts: facts.FleetFacts) -> dict[str, traffic.LbView]:
+    return {name: traffic.lb_view(name, lb.as_read()) for name, lb in fleet_facts.lbs.items()}
+
+
+def _traffic(env: Environment, fleet_facts: facts.FleetFacts) -> traffic.Traffic:
+    """Where traffic goes (every LB agreed with the release state), or the one-line refusal."""
+    return traffic.agree(env.name, _lb_views(env, fleet_facts))
 
 
 def provision(env_name: str, verbose: bool = False) -> None:
@@ -76,7 +98,7 @@ def live_artifact(env_name: str, dist: Path = DIST) -> artifacts.Artifact:
     """The artifact in `dist` whose sha256 is live on every host of `env_name`'s live pool."""
     source = environment(env_name)
     fleet_facts = _live_facts(source)
-    live = fleet_facts.lb.live_pool
+    live = _traffic(source, fleet_facts).live
     hosts = source.pool_names().get(live or "", [])
     shas = {(fleet_facts.hosts.get(h) or {}).get("sha256") for h in hosts}
     if not hosts or len(shas) != 1 or None in shas:
@@ -152,7 +174,7 @@ def _view(env: Environment) -> plan.FleetView:
     Ansible): a corrupt manifest or an unreachable load balancer stops here."""
     data = manifest.load(env.manifest_path)
     fleet_facts = _live_facts(env)
-    return plan.FleetView(env.name, env.pool_names(), fleet_facts.lb.live_pool,
+    return plan.FleetView(env.name, env.pool_names(), _lb_views(env, fleet_facts),
                           fleet_facts.hosts, data)
 
 
@@ -181,15 +203,23 @@ def promote(env_name: str, check: bool = False, verbose: bool = False) -> None:
             f"({staged.target_pool})")
 
 
-def rollback(env_name: str, check: bool = False, verbose: bool = False) -> None:
-    """Flip back to the other, still-warm pool after smoke-testing it."""
+def rollback(env_name: str, check: bool = False, verbose: bool = False, to: str = "",
+             dist: Path = DIST) -> None:
+    """Back to the release live before the current one (warm on the idle pool), or with ``to``
+    to any release that went live, restaged first when it is no longer there."""
     env = environment(env_name)
-    rollback_plan = plan.plan("rollback", _view(env))
+    if to:
+        artifacts.validate_version(to)
+    rollback_plan = plan.plan("rollback", _view(env), {"to_version": to or None})
+    extravars: dict[str, Any] = {"turnout_rollback_to": to} if to else {}
+    if rollback_plan.stage:
+        built = artifacts.find_by_sha256(rollback_plan.to_sha256 or "", dist)
+        extravars["turnout_artifact"] = str(built.path)
     print(plan.render_plan(rollback_plan))
     if check:
         cli.say("check: nothing was changed")
         return
-    run_id = _execute("rollback", env, {}, f"rollback of {env.name}", verbose)
+    run_id = _execute("rollback", env, extravars, f"rollback of {env.name}", verbose)
     cli.say(f"rollback {run_id}: {rollback_plan.to_version} is live on {env.name} "
             f"({rollback_plan.target_pool})")
 
@@ -258,9 +288,21 @@ def unlock(env_name: str, yes: bool = False, confirm=input) -> None:
     cli.say(f"unlock: removed the deploy lock of {env.name}; recorded in the manifest")
 
 
-def reconcile(env_name: str) -> None:
-    """Rebuild the manifest's current state from the LB and each host's release.json."""
+def reconcile(env_name: str, verbose: bool = False) -> None:
+    """Rebuild the fleet's release state on the LBs (playbooks/reconcile.yml, under the lock)
+    and the manifest's current state from what the LBs route to and each host's release.json."""
     env = environment(env_name)
+    fleet_facts = _live_facts(env)
+    views = _lb_views(env, fleet_facts)
+    traffic.reconciled_state(env.name, views, env.pool_names(), fleet_facts.hosts, "")  # refuse
+    _precheck_lock(env, "reconcile")
+    result = _run("reconcile", env, {"turnout_run_id": new_run_id(datetime.now(UTC)),
+                                     "turnout_deployed_by": deployed_by()}, verbose)
+    _raise_if_lock_refused(env, result)
+    if not result.ok:
+        raise DeployFailed(f"reconcile of {env.name} failed: "
+                           f"{'; '.join(result.failure_messages[:3]) or 'see the output'}")
+    cli.say(f"reconcile: the release state on {', '.join(views)} matches what they route to")
     fleet_facts = _live_facts(env)
     path = env.manifest_path
     started = datetime.now(UTC)
@@ -275,10 +317,10 @@ def reconcile(env_name: str) -> None:
         cli.say(f"reconcile: {error}")
         cli.say(f"reconcile: set the unreadable manifest aside as {moved}"
                 f" ({len(history)} history entries kept)")
-    rebuilt = manifest.reconciled(env.name, env.pool_names(), fleet_facts.lb.live_pool,
+    rebuilt = manifest.reconciled(env.name, env.pool_names(), _traffic(env, fleet_facts).lb_pool,
                                   fleet_facts.hosts, history)
     manifest.write_atomic(path, rebuilt)
-    live = fleet_facts.lb.live_pool
+    live = rebuilt["live_pool"]
     live_state = rebuilt["pools"].get(live or "", {}) if live else {}
     stamp = format_timestamp(datetime.now(UTC))
     manifest.record_event(path, {
@@ -336,32 +378,38 @@ def _failure(what: str, env: Environment, run_id: str, result: runner.RunResult)
     return f"{what} failed ({hosts}): {first}"
 
 
-def collect(env: Environment) -> tuple[dict[str, Any], list[report.Row], list[str]]:
-    """Manifest + live facts -> report rows and fleet-level drift."""
+def collect(env: Environment) -> tuple[dict[str, Any], list[report.Row], list[str],
+                                      list[report.LbRow]]:
+    """Manifest + live facts -> host rows, fleet-level drift, load balancer rows."""
     data = manifest.load(env.manifest_path)
     fleet_facts = facts.gather(env)
-    lb_input = fleet_facts.lb.as_report_input()
-    rows = report.build_rows(data, fleet_facts.hosts, lb_input, env.pool_names())
-    fleet = report.fleet_drift(data, fleet_facts.hosts, lb_input, env.pool_names())
-    if fleet_facts.lb.error:
-        fleet = [fleet_facts.lb.error, *fleet]
-    return data, rows, fleet
+    lbs = {name: lb.as_report_input() for name, lb in fleet_facts.lbs.items()}
+    rows = report.build_rows(data, fleet_facts.hosts, lbs, env.pool_names())
+    fleet = report.fleet_drift(data, fleet_facts.hosts, lbs, env.pool_names())
+    fleet += report.release_state_drift(
+        {name: lb.fleet_state for name, lb in fleet_facts.lbs.items() if not lb.error},
+        {name: lb.fleet_state_error for name, lb in fleet_facts.lbs.items()},
+        fleet_facts.hosts, env.pool_names(),
+        {name: lb.live_pool for name, lb in fleet_facts.lbs.items() if not lb.error})
+    lb_rows = report.build_lb_rows(lbs, {name: lb.fleet_state
+                                         for name, lb in fleet_facts.lbs.items()})
+    return data, rows, [*fleet_facts.errors, *fleet], lb_rows
 
 
 def print_report(env: Environment) -> None:
     try:
-        _, rows, fleet = collect(env)
+        _, rows, fleet, lbs = collect(env)
     except InputError as exc:  # a manifest problem must not hide the deploy's own outcome
         cli.say(f"report unavailable: {exc}")
         return
-    print(report.render_table(rows, fleet, env=env.name))
+    print(report.render_table(rows, fleet, env=env.name, lbs=lbs))
 
 
 def status(env_name: str) -> int:
     """Compare manifest, hosts and LB; return report.EXIT_DRIFT when they disagree."""
     env = environment(env_name)
-    _, rows, fleet = collect(env)
-    print(report.render_table(rows, fleet, env=env.name))
+    _, rows, fleet, lbs = collect(env)
+    print(report.render_table(rows, fleet, env=env.name, lbs=lbs))
     if report.has_drift(rows, fleet):
         cli.say(f"status: drift in {env.name} (see above)")
         return report.EXIT_DRIFT
@@ -373,8 +421,8 @@ def render_report(env_name: str, fmt: str = "table", output: str | None = None) 
     if fmt not in REPORT_FORMATS:
         raise InputError(f"--format must be one of {', '.join(REPORT_FORMATS)} (got {fmt!r})")
     env = environment(env_name)
-    data, rows, fleet = collect(env)
-    text = report.render(fmt, data, rows, fleet, env.name)
+    data, rows, fleet, lbs = collect(env)
+    text = report.render(fmt, data, rows, fleet, env.name, lbs)
     if output:
         target = Path(output)
         if not target.parent.is_dir():

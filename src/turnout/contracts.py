@@ -76,6 +76,7 @@ PATHS = {
     "pool_map": "/etc/haproxy/pool.map",  # "active be_<pool>" (+ canary entries at runtime)
     "release_map": "/etc/haproxy/release.map",  # "be_<pool> <version>" (X-Turnout-Release)
     "lock": "/var/lib/turnout/deploy.lock",  # the fleet-wide deploy lock (JSON)
+    "fleet_state": "/var/lib/turnout/fleet-state.json",  # the release state (turnout.fleetstate)
 }
 # The inventory variable that overrides each path (on the lb hosts), where one exists.
 PATH_OVERRIDES = {

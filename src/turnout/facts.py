@@ -22,26 +22,51 @@ SSH_TIMEOUT_S = 15.0
 
 @dataclass
 class LbFacts:
-    """What the load balancer says: where the map routes, and each server's state."""
+    """What one load balancer says: where the map routes (at runtime and on disk), the canary
+    entries, the release map, each server's state, its copy of the fleet release state."""
 
     host: str
     live_pool: str | None = None
+    map_file_pool: str | None = None
+    canary: dict[str, Any] = field(default_factory=dict)
+    releases: dict[str, str] = field(default_factory=dict)
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    fleet_state: dict[str, Any] | None = None
+    fleet_state_error: str | None = None
     error: str | None = None
 
     def as_report_input(self) -> dict[str, Any] | None:
         if self.error:
             return None
         return {"active_backend": f"be_{self.live_pool}" if self.live_pool else None,
-                "servers": self.servers}
+                "servers": self.servers, "map_file_pool": self.map_file_pool,
+                "canary": self.canary}
+
+    def as_read(self) -> dict[str, Any]:
+        """The shape of the turnout_lb module's ``read`` result (what turnout.traffic reads)."""
+        if self.error:
+            return {"error": self.error}
+        return {"live_pool": self.live_pool, "map_file_pool": self.map_file_pool,
+                "canary": self.canary, "releases": self.releases, "stats": self.stats,
+                "fleet_state": self.fleet_state, "fleet_state_error": self.fleet_state_error}
 
 
 @dataclass
 class FleetFacts:
-    lb: LbFacts
+    lbs: dict[str, LbFacts]
     hosts: dict[str, dict[str, Any] | None]
     elapsed_s: float
+
+    @property
+    def lb(self) -> LbFacts:
+        """The first load balancer (where the deploy lock lives)."""
+        return next(iter(self.lbs.values()))
+
+    @property
+    def errors(self) -> list[str]:
+        return [lb.error for lb in self.lbs.values() if lb.error]
 
 
 def _sudo(host: Host, command: str) -> str:
@@ -71,22 +96,52 @@ def runtime_api(lb: Host, *commands: str) -> list[str]:
 
 
 def lb_facts(lb: Host) -> LbFacts:
+    pool_map = contracts.path("pool_map", lb.vars)
+    release_map = contracts.path("release_map", lb.vars)
+    state_path = contracts.PATHS["fleet_state"]
     try:
-        pool_map = contracts.path("pool_map", lb.vars)
-        show_map, show_stat = runtime_api(lb, f"show map {pool_map}", "show stat")
+        show_map, show_stat, show_releases = runtime_api(
+            lb, f"show map {pool_map}", "show stat", f"show map {release_map}")
+        rc, out, err = _ssh(lb, _sudo(lb, f"cat {pool_map} 2>/dev/null; echo {SPLIT}; "
+                                          f"cat {state_path} 2>/dev/null || true"))
+        if rc != 0:
+            raise RuntimeError(err.strip().splitlines()[-1] if err.strip() else f"ssh exit {rc}")
     except RuntimeError as exc:
         return LbFacts(host=lb.name, error=f"load balancer {lb.name} unreachable: {exc}")
-    return lb_facts_from(lb.name, show_map, show_stat)
+    map_file, _, state_text = out.partition(SPLIT)
+    return lb_facts_from(lb.name, show_map, show_stat, show_releases, map_file, state_text)
 
 
-def lb_facts_from(lb_name: str, show_map: str, show_stat: str) -> LbFacts:
-    """Pure: Runtime API output -> LbFacts, servers keyed by name with their backend."""
+def lb_facts_from(lb_name: str, show_map: str, show_stat: str, show_releases: str = "",
+                  map_file: str = "", state_text: str = "") -> LbFacts:
+    """Pure: Runtime API output and the files -> LbFacts, servers keyed by name with their
+    backend."""
     stats = haproxy.parse_show_stat(show_stat)
     servers = {name: {**fields, "backend": backend}
                for backend, members in stats.get("servers", {}).items()
                for name, fields in members.items()}
-    return LbFacts(host=lb_name, live_pool=haproxy.active_pool(show_map), servers=servers,
-                   backends=stats.get("backends", {}))
+    entries = haproxy.parse_show_map(show_map)
+    try:
+        pct = int(entries.get(contracts.MAP_CANARY_PCT_KEY, "0") or 0)
+    except ValueError:
+        pct = -1
+    file_pool = haproxy.active_pool("\n".join(f"0x0 {line}" for line in map_file.splitlines()
+                                              if line.strip()), strict=False)
+    state, state_error = None, None
+    if state_text.strip():
+        try:
+            state = json.loads(state_text)
+        except ValueError:
+            state_error = f"{contracts.PATHS['fleet_state']} is not valid JSON"
+        else:
+            if not isinstance(state, dict) or state.get("schema") != 1:
+                state, state_error = None, "the release state file is not turnout's"
+    return LbFacts(host=lb_name, live_pool=haproxy.active_pool(show_map),
+                   map_file_pool=file_pool,
+                   canary={"backend": entries.get(contracts.MAP_CANARY_BACKEND_KEY), "pct": pct},
+                   releases=haproxy.parse_show_map(show_releases, strict=False),
+                   servers=servers, backends=stats.get("backends", {}), stats=stats,
+                   fleet_state=state, fleet_state_error=state_error)
 
 
 def host_release(host: Host) -> dict[str, Any]:
@@ -107,11 +162,11 @@ def host_release(host: Host) -> dict[str, Any]:
 
 
 def gather(env: Environment) -> FleetFacts:
-    """Query the LB and every app host in parallel."""
+    """Query every load balancer and every app host in parallel."""
     started = time.monotonic()
     hosts = env.app_hosts()
-    with ThreadPoolExecutor(max_workers=min(32, len(hosts) + 1)) as pool:
-        lb_future = pool.submit(lb_facts, env.lb[0])
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts) + len(env.lb))) as pool:
+        lb_futures = {lb.name: pool.submit(lb_facts, lb) for lb in env.lb}
         releases = dict(zip([h.name for h in hosts], pool.map(host_release, hosts), strict=True))
-        lb = lb_future.result()
-    return FleetFacts(lb=lb, hosts=releases, elapsed_s=time.monotonic() - started)
+        lbs = {name: future.result() for name, future in lb_futures.items()}
+    return FleetFacts(lbs=lbs, hosts=releases, elapsed_s=time.monotonic() - started)

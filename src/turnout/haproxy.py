@@ -1,7 +1,8 @@
 """HAProxy Runtime API output, parsed: which pool the map points to, server states, counters.
 
-Pure: no I/O. The playbooks read the admin socket (turnout.contracts' ``admin_socket``) and
-hand the text to these functions through the ``turnout`` filter plugin.
+Pure: no I/O. The ``turnout_lb`` module reads the admin socket on each load balancer (this file
+ships there as module_utils/turnout_haproxy, so it is stdlib only) and the ``turnout`` filters
+hand Runtime API text to the same functions on the controller.
 
 Names (turnout.contracts, docs/contracts.md): the pool map holds ``active be_<pool>``; the
 backends are ``be_blue`` and ``be_green``.
@@ -14,8 +15,18 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.contracts import BACKEND_PREFIX, MAP_ACTIVE_KEY, POOLS, pool_of_backend
-from turnout.errors import InputError
+try:  # on the load balancer: shipped as module_utils/turnout_haproxy (turnout_lb module)
+    from ansible.module_utils.turnout_contracts import (
+        BACKEND_PREFIX,
+        MAP_ACTIVE_KEY,
+        POOLS,
+        pool_of_backend,
+    )
+
+    InputError = ValueError
+except ImportError:  # on the controller
+    from turnout.contracts import BACKEND_PREFIX, MAP_ACTIVE_KEY, POOLS, pool_of_backend
+    from turnout.errors import InputError
 
 MAP_KEY = MAP_ACTIVE_KEY
 ERROR_COUNTERS = ("hrsp_5xx", "eresp", "econ")
@@ -205,3 +216,26 @@ def split_map_stat(text: str) -> dict[str, str]:
         if line.startswith("# pxname"):
             return {"map": "".join(lines[:index]), "stat": "".join(lines[index:])}
     return {"map": "".join(lines), "stat": ""}
+
+
+def canary_bad(watched: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """The load balancers whose canary watch went bad: ["lb1: <reason>", ...]. An LB that
+    returned no verdict (unreachable, failed) counts as bad."""
+    bad = []
+    for name in sorted(watched):
+        result = watched[name] or {}
+        verdict = result.get("verdict") or {}
+        if not verdict:
+            bad.append(f"{name}: no canary verdict ({result.get('msg') or 'unreachable'})")
+        elif not verdict.get("ok"):
+            bad.append(f"{name}: {verdict.get('reason')}")
+    return bad
+
+
+LB_FACTS = ("live_pool", "map_file_pool", "canary", "releases", "stats", "fleet_state",
+            "fleet_state_error")
+
+
+def lb_facts(read: Mapping[str, Any]) -> dict[str, Any]:
+    """The turnout_lb ``read`` result without Ansible's own keys (what the plan reads)."""
+    return {key: read.get(key) for key in LB_FACTS}

@@ -30,11 +30,12 @@ WHERE = {
 }
 HOOK_NAMES = tuple(WHERE)
 HOST_HOOKS = tuple(name for name, where in WHERE.items() if where == EACH_TARGET_HOST)
-# Which commands run which hooks (a promote only flips what a deploy staged and smoked).
+# Which commands run which hooks (a promote only flips what a deploy staged and smoked; a
+# rollback flips to a release that went live before, and its hooks get that target).
 COMMAND_HOOKS = {
     "deploy": HOOK_NAMES,
     "promote": ("before_flip", "after_flip", "after_record"),
-    "rollback": (),
+    "rollback": ("before_flip", "after_flip", "before_record", "after_record"),
 }
 # Hooks that run for a failed run too (they see turnout_hook_facts.result).
 ALWAYS = ("before_record", "after_record")

@@ -77,3 +77,16 @@ def judge_checks(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         judged.append({"name": check.get("name"), "ok": got == want and body_ok,
                        "detail": detail})
     return judged
+
+
+def verify_failures(responses: list[dict[str, Any]], expected: str) -> list[str]:
+    """What is wrong with the responses through a load balancer after a flip: each one that
+    was not a 200, or did not report ``expected`` as its version ([] when all did)."""
+    bad = []
+    for response in responses or []:
+        status = response.get("status")
+        if status != 200:
+            bad.append(str(status if status else response.get("error") or "no answer"))
+        elif response.get("version") != expected:
+            bad.append(str(response.get("version") or "?"))
+    return bad

@@ -39,7 +39,7 @@ DEFAULT_TTL_S = 900
 MIN_TTL_S = 30
 MAX_TTL_S = 86400
 OPS = ("read", "acquire", "heartbeat", "release", "break")
-ACTIONS = ("deploy", "rollback", "promote")
+ACTIONS = ("deploy", "rollback", "promote", "provision", "reconcile")
 FIELDS = ("owner", "run_id", "action", "version", "env", "controller", "pid", "pid_start",
           "started_at", "heartbeat_at")
 HELD_MARKER = "deploy lock held"

@@ -137,10 +137,17 @@ def rollback_event(run: Mapping[str, Any], planned: Mapping[str, Any], results: 
                    switch: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest event of a rollback."""
     failed = bool(run.get("failed"))
+    if failed:
+        message = run.get("message")
+    elif planned.get("converge"):
+        message = (f"{planned.get('to_version')} was already live on "
+                   f"{planned.get('target_pool')}: {planned.get('reason')}; recorded it")
+    else:
+        message = switch.get("message") or "rolled back"
     return {
         "action": "rollback", "result": _result(run, switch),
         "phase": run.get("phase") if failed else None,
-        "message": run.get("message") if failed else switch.get("message") or "rolled back",
+        "message": message,
         "from": _endpoint(planned.get("live_pool"), planned.get("live_version"),
                           planned.get("live_sha256")),
         "to": _endpoint(planned.get("target_pool"), planned.get("to_version"),
@@ -154,8 +161,13 @@ def promote_event(run: Mapping[str, Any], planned: Mapping[str, Any], results: H
                   switch: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest event of a promote."""
     failed = bool(run.get("failed"))
-    message = (run.get("message") if failed else
-               f"promoted run {planned.get('run_id')}: {switch.get('message') or 'promoted'}")
+    if failed:
+        message = run.get("message")
+    elif planned.get("converge"):
+        message = (f"run {planned.get('run_id')} promoted {planned.get('to_version')} but was "
+                   "killed before its record: recorded it")
+    else:
+        message = f"promoted run {planned.get('run_id')}: {switch.get('message') or 'promoted'}"
     return {
         "action": "promote", "result": _result(run, switch),
         "phase": run.get("phase") if failed else None,
@@ -239,3 +251,98 @@ def smoke_report(pool: str, hosts: list[str], smoke: Mapping[str, Any],
             failed.append(name)
     return {"lines": lines or [f"pool {pool} has no hosts"], "failed": failed,
             "ok": bool(hosts) and not failed}
+
+
+# ------------------------------------------------------------------ the release state
+
+def fleet_event(op: str, run: Mapping[str, Any], planned: Mapping[str, Any], at: str,
+                awaiting: bool = False, status: str | None = None) -> dict[str, Any] | None:
+    """The fleet release state event of this point of the run (turnout.fleetstate), or None
+    when there is nothing to note: ``stage`` (the target pool is about to change), ``judged``
+    (it failed its checks), ``awaiting`` (it waits for approval), ``begin``/``commit``/
+    ``abort`` (the flip)."""
+    if planned.get("refused") or planned.get("noop"):
+        return None
+    failed = bool(run.get("failed"))
+    base = {"run_id": run.get("id"), "at": at}
+    target = planned.get("target_pool")
+    if op == "stage":
+        if failed or not planned.get("stage") or planned.get("resume"):
+            return None
+        return {**base, "op": "stage", "pool": target, "version": planned.get("to_version"),
+                "sha256": planned.get("to_sha256")}
+    if op == "judged":
+        if not failed or run.get("phase") not in ("stage", "smoke") or not planned.get("stage"):
+            return None
+        return {**base, "op": "failed", "pool": target, "status": "failed"}
+    if op == "awaiting":
+        return {**base, "op": "awaiting", "pool": target} if awaiting and not failed else None
+    if op == "begin":
+        action = planned.get("action")
+        if action == "rollback" and planned.get("explicit"):
+            action = "rollback_to"  # an explicit --to: what it leaves is not "rolled back"
+        return {**base, "op": "begin", "to": target, "action": action}
+    if op == "commit":
+        return {**base, "op": "commit", "verified_at": at}
+    if op == "abort":
+        return {**base, "op": "abort", "status": status or "flipped_back"}
+    raise ValueError(f"unknown fleet state point {op!r}")
+
+
+# ---------------------------------------------------------------------------- the flip
+
+def flip_ready(lbs: list[str], outcomes: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Whether every load balancer is ready to flip (the target pool UP, the flip noted):
+    {ok, message}. An LB that reported nothing was unreachable."""
+    bad = [f"{lb}: {(outcomes.get(lb) or {}).get('message') or 'unreachable'}"
+           for lb in lbs if not (outcomes.get(lb) or {}).get("ready")]
+    if not bad:
+        return {"ok": True, "message": ""}
+    return {"ok": False, "message": f"not every load balancer is ready, no flip: "
+                                    f"{'; '.join(_truncate(b) for b in bad)}"}
+
+
+def flip_result(lbs: list[str], outcomes: Mapping[str, Mapping[str, Any] | None],
+                planned: Mapping[str, Any], requests: int) -> dict[str, Any]:
+    """The flip across every load balancer, all or nothing: {result, phase, message,
+    flip_back, canary_aborted, lb_errors}. ``result`` is success only when every LB switched
+    and verified; otherwise every LB goes back (``flip_back``; result flipped_back, or failed
+    when none had switched) and the run fails. A load balancer that cannot go back turns it
+    into failed (turnout.outcome.back_failed)."""
+    source, target = planned.get("lb_pool") or planned.get("live_pool"), \
+        planned.get("target_pool")
+    bad = {lb: outcomes.get(lb) or {} for lb in lbs
+           if not (outcomes.get(lb) or {}).get("verified")}
+    before: dict[str, dict[str, int]] = {}
+    after: dict[str, dict[str, int]] = {}
+    for lb in lbs:
+        found = outcomes.get(lb) or {}
+        for side, into in (("before", before), ("after", after)):
+            for backend, counters in (found.get(side) or {}).items():
+                into.setdefault(backend, {})
+                for key, value in counters.items():
+                    into[backend][key] = into[backend].get(key, 0) + int(value or 0)
+    lb_errors = {"before": before, "after": after} if before or after else None
+    if not bad:
+        return {"result": "success", "phase": None, "flip_back": False,
+                "canary_aborted": False, "lb_errors": lb_errors,
+                "message": (f"traffic moved from {source or 'none'} to {target} on "
+                            f"{', '.join(lbs)}; {requests} requests through each report "
+                            f"{planned.get('to_version')}")}
+    switched = any((outcomes.get(lb) or {}).get("switched") for lb in lbs)
+    canary = any((o or {}).get("canary_aborted") for o in bad.values())
+    detail = "; ".join(f"{lb}: {_truncate(o.get('message') or 'unreachable')}"
+                       for lb, o in sorted(bad.items()))
+    back = source in ("blue", "green") and source != target and switched
+    return {"result": "flipped_back" if back else "failed",
+            "phase": "verify" if switched else "flip",
+            "flip_back": back, "canary_aborted": canary, "lb_errors": lb_errors,
+            "message": (f"{'verify' if switched else 'flip'} failed on "
+                        f"{', '.join(sorted(bad))}: {detail}"
+                        + (f"; flipped every load balancer back to {source}" if back else ""))}
+
+
+def back_failed(switch: Mapping[str, Any], lb: str, reason: str) -> dict[str, Any]:
+    """The flip result once ``lb`` could not be put back on the pool traffic came from."""
+    return {**switch, "result": "failed",
+            "message": f"{switch.get('message')}; {lb} could not go back: {_truncate(reason)}"}

@@ -17,7 +17,7 @@ from typing import Any
 from turnout.contracts import format_timestamp, new_run_id
 from turnout.errors import InputError
 
-ACTIONS = ("deploy", "rollback", "promote", "provision", "smoke")
+ACTIONS = ("deploy", "rollback", "promote", "provision", "smoke", "reconcile")
 MANIFEST_NAME = "manifest.yml"
 
 

@@ -58,7 +58,8 @@ def test_which_hooks_run_when():
     assert hooks.runs_now("after_smoke", "deploy", failed=False, awaiting=True)
     assert hooks.runs_now("before_flip", "promote", failed=False)
     assert not hooks.runs_now("before_stage", "promote", failed=False)
-    assert not hooks.runs_now("after_record", "rollback", failed=False)
+    assert hooks.runs_now("after_record", "rollback", failed=False)
+    assert not hooks.runs_now("before_stage", "rollback", failed=False)
     assert hooks.phase_of("after_flip") == "verify" and hooks.phase_of("before_flip") == "flip"
     assert set(hooks.PHASE) == set(hooks.HOOK_NAMES)
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from turnout import manifest, plan
+from turnout import facts, fleetstate, manifest, plan, traffic
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -40,80 +40,143 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def awaiting_manifest(finished: datetime) -> dict[str, Any]:
-    staged = {"version": "2.0", "sha256": SHA2, "run_id": "r2", "staged": True}
-    return {
-        "schema_version": 1, "env": "side", "live_pool": "blue",
-        "pools": {"blue": {"version": "1.0", "sha256": SHA1,
-                           "hosts": {"blue1": {"version": "1.0", "sha256": SHA1}}},
-                  "green": {"hosts": {"green1": staged}}},
-        "history": [{"id": "r2", "action": "deploy", "result": "awaiting_approval",
-                     "env": "side", "by": "t", "started_at": stamp(finished),
-                     "finished_at": stamp(finished),
-                     "from": {"pool": "blue", "version": "1.0", "sha256": SHA1},
-                     "to": {"pool": "green", "version": "2.0", "sha256": SHA2}}],
-    }
+def state_after(*steps: tuple[str, str, str], awaiting_at: datetime | None = None) -> dict:
+    """A release state: each step (version, sha, pool) deployed and verified live in turn;
+    with ``awaiting_at`` the last one only staged and waiting for approval since then."""
+    state: dict[str, Any] | None = None
+    for number, (version, sha, pool) in enumerate(steps):
+        run = f"r{number + 1}"
+        last = number == len(steps) - 1
+        at = stamp(awaiting_at) if last and awaiting_at else "2026-11-22T10:00:00Z"
+        state = fleetstate.transition(state, {"op": "stage", "pool": pool, "version": version,
+                                              "sha256": sha, "run_id": run, "at": at})
+        if last and awaiting_at:
+            return fleetstate.transition(state, {"op": "awaiting", "pool": pool, "run_id": run,
+                                                 "at": at})
+        state = fleetstate.transition(state, {"op": "begin", "to": pool, "action": "deploy",
+                                              "run_id": run, "at": at})
+        state = fleetstate.transition(state, {"op": "commit", "run_id": run, "at": at})
+    return state or {}
+
+
+def pending_after(state: dict, to: str, action: str = "deploy") -> dict:
+    return fleetstate.transition(state, {"op": "begin", "to": to, "action": action,
+                                         "run_id": "r9", "at": "2026-11-22T11:00:00Z"})
 
 
 @dataclass
 class Case:
     name: str
     action: str
-    live: str | None  # what the load balancer's map routes to
+    routes: dict[str, str | None]  # what each load balancer's map routes to
     # host -> release.json as read: a dict, {} (no release.json) or "unreadable"
     releases: dict[str, Any]
     inputs: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] | None = None  # the release state every LB holds
+    up: dict[str, list[str]] = field(default_factory=dict)  # pool -> servers UP
     manifest: dict[str, Any] | None = None
     pools: dict[str, list[str]] = field(
         default_factory=lambda: {"blue": ["blue1", "blue2"], "green": ["green1"]})
     expect: str = ""  # a word of the refusal, or "" for a plan
 
 
-DEPLOY = {"version": "2.0", "sha256": SHA2, "canary": [], "release_notes": None}
+def both(pool: str | None) -> dict[str, str | None]:
+    return {"lb1": pool, "lb2": pool}
+
+
+DEPLOY = {"version": "2.0", "sha256": SHA2, "canary": [], "release_notes": None,
+          "artifact": "/dist/app-2.0.tar.gz"}
 BLUE_V1 = {"blue1": rel("1.0", SHA1), "blue2": rel("1.0", SHA1), "green1": {}}
 GREEN_V2 = {"blue1": rel("1.0", SHA1), "blue2": rel("1.0", SHA1), "green1": rel("2.0", SHA2)}
+S_BLUE = state_after(("1.0", SHA1, "blue"))
+S_GREEN = state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"))
+UP_BLUE = {"blue": ["blue1", "blue2"]}
+STAGED_GREEN = fleetstate.transition(S_BLUE, {"op": "stage", "pool": "green", "version": "2.0",
+                                              "sha256": SHA2, "run_id": "r9", "at": "t"})
+PROMOTE = {"max_age_s": 3600, "version": None}
 CASES = [
-    Case("empty fleet", "deploy", "blue", {"blue1": {}, "blue2": {}, "green1": {}}, DEPLOY),
-    Case("next release", "deploy", "blue", BLUE_V1, DEPLOY),
-    Case("already live", "deploy", "green", GREEN_V2, DEPLOY),
-    Case("already live, manifest behind", "deploy", "green", GREEN_V2, DEPLOY,
-         {"schema_version": 1, "env": "side", "live_pool": "blue"}),
-    Case("same version, other sha", "deploy", "green", GREEN_V2, {**DEPLOY, "sha256": SHA3}),
-    Case("no active entry in the map", "deploy", None, BLUE_V1, DEPLOY, expect="routes to"),
-    Case("live hosts disagree", "deploy", "blue",
-         {"blue1": rel("1.0", SHA1), "blue2": rel("1.1", SHA3), "green1": {}}, DEPLOY),
-    Case("live pool partly without release.json", "deploy", "blue",
-         {"blue1": rel("1.0", SHA1), "blue2": {}, "green1": {}}, DEPLOY),
-    Case("unreadable release.json", "deploy", "blue",
-         {"blue1": "unreadable", "blue2": rel("1.0", SHA1), "green1": {}}, DEPLOY,
+    Case("empty fleet", "deploy", both("blue"), {"blue1": {}, "blue2": {}, "green1": {}},
+         DEPLOY),
+    Case("next release", "deploy", both("blue"), BLUE_V1, DEPLOY, S_BLUE, UP_BLUE),
+    Case("already live", "deploy", both("green"), GREEN_V2, DEPLOY, S_GREEN),
+    Case("already live, manifest behind", "deploy", both("green"), GREEN_V2, DEPLOY, S_GREEN,
+         manifest={"schema_version": 1, "env": "side", "live_pool": "blue"}),
+    Case("same version, other sha", "deploy", both("green"), GREEN_V2,
+         {**DEPLOY, "sha256": SHA3}, S_GREEN),
+    Case("no active entry in the map", "deploy", {"lb1": "blue", "lb2": None}, BLUE_V1, DEPLOY,
+         S_BLUE, expect="routes to None"),
+    Case("load balancers disagree", "deploy", {"lb1": "blue", "lb2": "green"}, GREEN_V2,
+         DEPLOY, S_GREEN, expect="disagree"),
+    Case("traffic moved by hand", "deploy", both("blue"), GREEN_V2, DEPLOY, S_GREEN,
+         expect="moved traffic by hand"),
+    Case("a killed flip, finished by the same release", "deploy",
+         {"lb1": "green", "lb2": "blue"}, GREEN_V2, DEPLOY,
+         pending_after(STAGED_GREEN, "green")),
+    Case("a killed flip, another release", "deploy", {"lb1": "green", "lb2": "blue"},
+         GREEN_V2, {**DEPLOY, "version": "3.0", "sha256": SHA3},
+         pending_after(STAGED_GREEN, "green"), expect="unfinished"),
+    Case("serving pool without release.json", "deploy", both("blue"),
+         {"blue1": {}, "blue2": {}, "green1": {}}, DEPLOY, up=UP_BLUE),
+    Case("live hosts disagree", "deploy", both("blue"),
+         {"blue1": rel("1.0", SHA1), "blue2": rel("1.1", SHA3), "green1": {}}, DEPLOY,
+         up=UP_BLUE),
+    Case("unreadable release.json", "deploy", both("blue"),
+         {"blue1": "unreadable", "blue2": rel("1.0", SHA1), "green1": {}}, DEPLOY, S_BLUE,
          expect="cannot read release.json on blue1"),
-    Case("a pool with no hosts", "deploy", "blue", {"blue1": {}, "blue2": {}}, DEPLOY,
+    Case("a pool with no hosts", "deploy", both("blue"), {"blue1": {}, "blue2": {}}, DEPLOY,
          pools={"blue": ["blue1", "blue2"], "green": []}, expect="pool green has no hosts"),
-    Case("canary steps", "deploy", "blue", BLUE_V1, {**DEPLOY, "canary": [10, 50]}),
-    Case("rollback to the warm pool", "rollback", "green", GREEN_V2),
-    Case("rollback, nothing deployed", "rollback", "blue",
-         {"blue1": {}, "blue2": {}, "green1": {}}, expect="nothing has been deployed"),
-    Case("rollback, only one deploy", "rollback", "blue", BLUE_V1, expect="no release"),
-    Case("rollback, idle hosts disagree", "rollback", "green",
+    Case("canary steps", "deploy", both("blue"), BLUE_V1, {**DEPLOY, "canary": [10, 50]},
+         S_BLUE, UP_BLUE),
+    Case("rollback to the warm pool", "rollback", both("green"), GREEN_V2, {}, S_GREEN),
+    Case("rollback, nothing deployed", "rollback", both("blue"),
+         {"blue1": {}, "blue2": {}, "green1": {}}, expect="no release has gone live"),
+    Case("rollback, only one deploy", "rollback", both("blue"), BLUE_V1, {}, S_BLUE,
+         expect="no verified release went live before"),
+    Case("rollback, idle hosts changed", "rollback", both("green"),
          {"blue1": rel("1.0", SHA1), "blue2": rel("1.1", SHA3), "green1": rel("2.0", SHA2)},
-         expect="disagree"),
-    Case("rollback, no active entry", "rollback", None, GREEN_V2, expect="routes to"),
-    Case("promote the staged release", "promote", "blue",
+         {}, S_GREEN, expect="nothing to roll back to on the idle pool"),
+    Case("rollback after an unapproved stage", "rollback", both("green"),
+         {"blue1": rel("3.0", SHA3), "blue2": rel("3.0", SHA3), "green1": rel("2.0", SHA2)},
+         {}, state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"), ("3.0", SHA3, "blue"),
+                         awaiting_at=NOW), expect="awaiting approval, never live"),
+    Case("rollback --to a release that went live", "rollback", both("green"),
+         {"blue1": rel("3.0", SHA3), "blue2": rel("3.0", SHA3), "green1": rel("2.0", SHA2)},
+         {"to_version": "1.0", "artifact": "/dist/app-1.0.tar.gz"},
+         state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"), ("3.0", SHA3, "blue"),
+                     awaiting_at=NOW)),
+    Case("rollback, an interrupted rollback", "rollback", {"lb1": "blue", "lb2": "green"},
+         GREEN_V2, {}, pending_after(S_GREEN, "blue", "rollback")),
+    Case("promote the staged release", "promote", both("blue"),
          {"blue1": rel("1.0", SHA1), "blue2": rel("1.0", SHA1), "green1": rel("2.0", SHA2)},
-         {"max_age_s": 3600, "version": None}, awaiting_manifest(NOW - timedelta(seconds=5))),
-    Case("promote, stale smoke results", "promote", "blue",
+         PROMOTE, state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"),
+                              awaiting_at=NOW - timedelta(seconds=5))),
+    Case("promote, stale smoke results", "promote", both("blue"),
          {"blue1": rel("1.0", SHA1), "blue2": rel("1.0", SHA1), "green1": rel("2.0", SHA2)},
-         {"max_age_s": 60, "version": None}, awaiting_manifest(NOW - timedelta(hours=2)),
-         expect="old"),
-    Case("promote, staged release changed", "promote", "blue",
+         {"max_age_s": 60, "version": None},
+         state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"),
+                     awaiting_at=NOW - timedelta(hours=2)), expect="old"),
+    Case("promote, staged release changed", "promote", both("blue"),
          {"blue1": rel("1.0", SHA1), "blue2": rel("1.0", SHA1), "green1": rel("2.0", SHA3)},
-         {"max_age_s": 3600, "version": None}, awaiting_manifest(NOW), expect="changed"),
-    Case("promote, another version asked", "promote", "blue",
+         PROMOTE, state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"), awaiting_at=NOW),
+         expect="changed"),
+    Case("promote, another version asked", "promote", both("blue"),
          {"blue1": rel("1.0", SHA1), "blue2": rel("1.0", SHA1), "green1": rel("2.0", SHA2)},
-         {"max_age_s": 3600, "version": "3.0"}, awaiting_manifest(NOW), expect="turnout_version"),
-    Case("promote, nothing awaits", "promote", "blue", BLUE_V1,
-         {"max_age_s": 3600, "version": None}, expect="nothing awaits approval"),
+         {"max_age_s": 3600, "version": "3.0"},
+         state_after(("1.0", SHA1, "blue"), ("2.0", SHA2, "green"), awaiting_at=NOW),
+         expect="turnout_version"),
+    Case("promote, nothing awaits", "promote", both("blue"), BLUE_V1, PROMOTE, S_BLUE,
+         expect="nothing awaits approval"),
 ]
+
+
+def lb_read(case: Case, routed: str | None) -> dict[str, Any]:
+    """What turnout_lb's read returns on one LB of the case (and turnout.facts.LbFacts)."""
+    servers = {f"be_{pool}": {host: {"status": "UP" if host in case.up.get(pool, []) else
+                                     "DOWN"} for host in hosts}
+               for pool, hosts in case.pools.items()}
+    return {"live_pool": routed, "map_file_pool": routed, "canary": {"backend": None, "pct": 0},
+            "releases": {}, "stats": {"backends": {}, "servers": servers},
+            "fleet_state": case.state, "fleet_state_error": None}
 
 
 def _plan_tasks() -> list[dict[str, Any]]:
@@ -147,7 +210,8 @@ def playbook_side(case: Case, tmp: Path) -> dict[str, Any]:
             # preflight failure before planning; the plan itself never sees it
             hosts[pool]["hosts"][name] = {"app_release_current": release}
     inventory = {"all": {"children": {
-        "lb": {"hosts": {"lb1": {"pool_switch_live_pool": case.live}}}, **hosts}}}
+        "lb": {"hosts": {name: {"pool_switch_lb": lb_read(case, routed)}
+                         for name, routed in case.routes.items()}}, **hosts}}}
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
     tasks = _plan_tasks()
     out = tmp / "plan.json"
@@ -158,16 +222,18 @@ def playbook_side(case: Case, tmp: Path) -> dict[str, Any]:
                  **({"turnout_deploy": case.inputs} if case.action == "deploy" else {}),
                  **({"turnout_version": case.inputs["version"]}
                     if case.action == "promote" and case.inputs.get("version") else {}),
-                 **({"turnout_promote_max_age_s": case.inputs["max_age_s"]}
-                    if case.action == "promote" else {})},
+                 **({"turnout_rollback_to": case.inputs["to_version"]}
+                    if case.inputs.get("to_version") else {}),
+                 **({"turnout_artifact": case.inputs["artifact"]}
+                    if case.action == "rollback" and case.inputs.get("artifact") else {})},
         "tasks": [*tasks,
                   {"name": "write the plan down", "ansible.builtin.copy": {
                       "dest": str(out), "content": "{{ turnout_plan | to_json }}"}}],
     }]
     # the promote max age comes from the LB's host vars in the playbook
     if case.action == "promote":
-        inventory["all"]["children"]["lb"]["hosts"]["lb1"]["turnout_promote_max_age_s"] = \
-            case.inputs["max_age_s"]
+        for lb in inventory["all"]["children"]["lb"]["hosts"].values():
+            lb["turnout_promote_max_age_s"] = case.inputs["max_age_s"]
         (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
@@ -185,7 +251,14 @@ def invoke_side(case: Case, tmp: Path) -> dict[str, Any]:
     for name, release in case.releases.items():
         releases[name] = ({"error": "release.json is not valid JSON", "service": "active"}
                           if release == "unreadable" else {**release, "service": "active"})
-    view = plan.FleetView("side", case.pools, case.live, releases, data)
+    lbs = {}
+    for name, routed in case.routes.items():
+        read = lb_read(case, routed)
+        lb = facts.LbFacts(host=name, live_pool=read["live_pool"],
+                           map_file_pool=read["map_file_pool"], canary=read["canary"],
+                           stats=read["stats"], fleet_state=read["fleet_state"])
+        lbs[name] = traffic.lb_view(name, lb.as_read())
+    view = plan.FleetView("side", case.pools, lbs, releases, data)
     inputs = dict(case.inputs)
     return plan.plan_for(case.action, view, inputs, datetime.now(UTC))
 
@@ -201,9 +274,10 @@ def playbook_plans(tmp_path_factory) -> dict[str, dict[str, Any]]:
 
 
 def _comparable(planned: dict[str, Any]) -> dict[str, Any]:
-    # promote: the smoke results' age is measured when each side plans
+    # promote: the smoke results' age is measured when each side plans; a seeded release
+    # state carries the time it was seeded
     return {k: re.sub(r"\b\d+s\b", "Ns", v) if isinstance(v, str) else v
-            for k, v in planned.items() if k != "age_s"}
+            for k, v in planned.items() if k not in ("age_s", "fleet_state")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -1,4 +1,5 @@
-"""turnout.plan.check_promote: which staged release a promote may flip to, or why not."""
+"""turnout.plan.plan_promote: which staged release a promote may flip to, or why not; decided
+from the fleet's release state on the load balancers, not from a controller's manifest."""
 
 from __future__ import annotations
 
@@ -6,65 +7,71 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from turnout import fleetstate as fs
+from turnout import traffic
 from turnout.errors import InputError
-from turnout.plan import check_promote
+from turnout.plan import FleetView, plan_promote
 
 SHA_OLD, SHA_NEW = "a" * 64, "b" * 64
 NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+POOLS = {"blue": ["blue1"], "green": ["green1", "green2"]}
 
 
-def manifest(result: str = "awaiting_approval", finished: datetime = NOW) -> dict:
-    staged = {"version": "2.0", "sha256": SHA_NEW, "run_id": "r2", "staged": True}
-    return {
-        "env": "prod", "live_pool": "blue",
-        "pools": {"blue": {"hosts": {"blue1": {"version": "1.0", "sha256": SHA_OLD,
-                                                "run_id": "r1"}}},
-                  "green": {"hosts": {"green1": staged, "green2": dict(staged)}}},
-        "history": [
-            {"id": "r1", "action": "deploy", "result": "success", "finished_at": "x",
-             "to": {"pool": "blue", "version": "1.0", "sha256": SHA_OLD}},
-            {"id": "r2", "action": "deploy", "result": result,
-             "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "from": {"pool": "blue", "version": "1.0", "sha256": SHA_OLD},
-             "to": {"pool": "green", "version": "2.0", "sha256": SHA_NEW},
-             "release_notes": "notes"},
-        ],
-    }
+def state(finished: datetime = NOW, approve: bool = True) -> dict:
+    stamp = finished.strftime("%Y-%m-%dT%H:%M:%SZ")
+    s = fs.transition(None, {"op": "stage", "pool": "blue", "version": "1.0", "sha256": SHA_OLD,
+                             "run_id": "r1", "at": stamp})
+    s = fs.transition(s, {"op": "begin", "to": "blue", "action": "deploy", "run_id": "r1",
+                          "at": stamp})
+    s = fs.transition(s, {"op": "commit", "run_id": "r1", "at": stamp})
+    s = fs.transition(s, {"op": "stage", "pool": "green", "version": "2.0", "sha256": SHA_NEW,
+                          "run_id": "r2", "at": stamp})
+    if approve:
+        s = fs.transition(s, {"op": "awaiting", "pool": "green", "run_id": "r2", "at": stamp})
+    return s
 
 
-HOSTS = {"green1": {"version": "2.0", "sha256": SHA_NEW},
+HOSTS = {"blue1": {"version": "1.0", "sha256": SHA_OLD},
+         "green1": {"version": "2.0", "sha256": SHA_NEW},
          "green2": {"version": "2.0", "sha256": SHA_NEW}}
 
 
+def view(fleet_state, routed="blue", hosts=None, manifest=None):
+    members = {pool: tuple(h) for pool, h in POOLS.items()}
+    lbs = {"lb1": traffic.LbView("lb1", routed, routed, members=members, state=fleet_state),
+           "lb2": traffic.LbView("lb2", routed, routed, members=members, state=fleet_state)}
+    return FleetView("prod", POOLS, lbs, hosts or HOSTS, manifest or {})
+
+
 def test_the_staged_release_is_promoted():
-    staged = check_promote(manifest(), "blue", HOSTS, NOW + timedelta(seconds=30), 60)
-    assert staged["pool"] == "green" and staged["hosts"] == ["green1", "green2"]
-    assert (staged["version"], staged["sha256"], staged["run_id"]) == ("2.0", SHA_NEW, "r2")
-    assert staged["from_pool"] == "blue" and staged["age_s"] == 30
+    manifest = {"history": [{"id": "r2", "release_notes": "notes"}]}
+    staged = plan_promote(view(state(), manifest=manifest), NOW + timedelta(seconds=30), 60)
+    assert staged.target_pool == "green" and staged.target_hosts == ("green1", "green2")
+    assert (staged.to_version, staged.to_sha256, staged.run_id) == ("2.0", SHA_NEW, "r2")
+    assert staged.live_pool == "blue" and staged.age_s == 30 and staged.release_notes == "notes"
 
 
 def test_nothing_awaiting_is_refused():
     with pytest.raises(InputError, match="nothing awaits approval in prod"):
-        check_promote(manifest(result="success"), "green", HOSTS, NOW, 60)
+        plan_promote(view(state(approve=False)), NOW, 60)
 
 
 def test_a_changed_release_on_a_host_is_refused():
     hosts = {**HOSTS, "green2": {"version": "2.0", "sha256": "c" * 64}}
     with pytest.raises(InputError, match="the staged release changed on green2"):
-        check_promote(manifest(), "blue", hosts, NOW, 60)
+        plan_promote(view(state(), hosts=hosts), NOW, 60)
 
 
 def test_an_unreachable_staged_host_is_refused():
     with pytest.raises(InputError, match="changed on green1"):
-        check_promote(manifest(), "blue", {"green1": None, **{"green2": HOSTS["green2"]}},
-                      NOW, 60)
+        plan_promote(view(state(), hosts={**HOSTS, "green1": None}), NOW, 60)
 
 
 def test_stale_smoke_results_are_refused():
     with pytest.raises(InputError, match=r"are 61s old \(max 60s"):
-        check_promote(manifest(), "blue", HOSTS, NOW + timedelta(seconds=61), 60)
+        plan_promote(view(state()), NOW + timedelta(seconds=61), 60)
 
 
-def test_an_already_live_staged_pool_is_refused():
-    with pytest.raises(InputError, match="already live"):
-        check_promote(manifest(), "green", HOSTS, NOW, 60)
+def test_another_version_than_the_staged_one_is_refused():
+    with pytest.raises(InputError, match="turnout_version=3.0 but the release awaiting"):
+        plan_promote(view(state()), NOW, 60, version="3.0")

@@ -25,8 +25,9 @@ TASK_KEYWORDS = {
     "timeout", "with_items", "with_dict", "ignore_unreachable", "module_defaults", "collections",
     "debugger", "async", "poll",
 }
-# Local action plugins of this repository (plugins/action), not in any collection.
-LOCAL_ACTIONS = {p.stem for p in (REPO_ROOT / "plugins" / "action").glob("*.py")}
+# Local action plugins and modules of this repository (plugins/), not in any collection.
+LOCAL_ACTIONS = {p.stem for p in (REPO_ROOT / "plugins" / "action").glob("*.py")} | \
+    {p.stem for p in (REPO_ROOT / "plugins" / "modules").glob("*.py")}
 PLAY_TASK_LISTS = ("pre_tasks", "tasks", "post_tasks", "handlers")
 
 

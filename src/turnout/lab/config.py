@@ -1,8 +1,9 @@
 """What a lab is: hosts, addresses, names and the inventory that describes it. Pure: no I/O.
 
 A lab has a short name (it prefixes machine, bridge and veth names, which Linux caps at 15
-characters) and a private /24. Hosts: ``lb1`` at .2, ``blueN`` at .10+N, ``greenN`` at .30+N;
-the bridge (host side) is .1. Several labs with different names and subnets can run at once.
+characters) and a private /24. Hosts: ``lbN`` at .1+N (1-3 load balancers), ``blueN`` at
+.10+N, ``greenN`` at .30+N; the bridge (host side) is .1. Several labs with different names
+and subnets can run at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from turnout.errors import InputError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
 MAX_APP_HOSTS = 10
+MAX_LBS = 3
 DEFAULT_NAME = "lab"
 DEFAULT_SUBNET = "10.231.0.0/24"
 DEFAULT_STATE_ROOT = Path("/var/lib/turnout/labs")
@@ -44,10 +46,12 @@ class LabConfig:
     subnet: str = DEFAULT_SUBNET
     app_hosts: int = 2
     state_root: Path = field(default=DEFAULT_STATE_ROOT)
+    lbs: int = 1
 
     def __post_init__(self) -> None:
         validate_name(self.name)
         validate_app_hosts(self.app_hosts)
+        validate_lbs(self.lbs)
         validate_subnet(self.subnet)
 
     @property
@@ -82,9 +86,10 @@ class LabConfig:
         return self.state_dir / "hosts" / host
 
     def hosts(self) -> list[LabHost]:
-        """Every host, load balancer first, then blue, then green."""
+        """Every host, load balancers first, then blue, then green."""
         base = self.network.network_address
-        result = [LabHost("lb1", "lb", str(base + 2), f"{self.name}-lb1")]
+        result = [LabHost(f"lb{index}", "lb", str(base + 1 + index), f"{self.name}-lb{index}")
+                  for index in range(1, self.lbs + 1)]
         for offset, pool in ((10, "blue"), (30, "green")):
             for index in range(1, self.app_hosts + 1):
                 host = f"{pool}{index}"
@@ -111,6 +116,12 @@ def validate_app_hosts(count: object) -> int:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_APP_HOSTS:
         raise InputError(f"--app-hosts must be a whole number from 1 to {MAX_APP_HOSTS} "
                          f"(got {count!r})")
+    return count
+
+
+def validate_lbs(count: object) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_LBS:
+        raise InputError(f"--lbs must be a whole number from 1 to {MAX_LBS} (got {count!r})")
     return count
 
 

@@ -350,7 +350,8 @@ def up(config: LabConfig, inventory_dir: Path | None, log=sys.stderr) -> bool:
     desired = {h.name: h for h in config.hosts()}
     for name, record in list(state["hosts"].items()):
         if name not in desired:
-            print(f"lab: stopping {name} (not in a {config.app_hosts}-host lab)", file=log)
+            print(f"lab: stopping {name} (not in a {config.app_hosts}-host, {config.lbs}-LB "
+                  "lab)", file=log)
             _stop_host(config, name, record)
             del state["hosts"][name]
             changed = True
@@ -368,6 +369,7 @@ def up(config: LabConfig, inventory_dir: Path | None, log=sys.stderr) -> bool:
         _save_state(config, state)
         changed = True
     state["app_hosts"] = config.app_hosts
+    state["lbs"] = config.lbs
     _save_state(config, state)
 
     config.known_hosts.write_text(known_hosts_lines(host_keys, config))
@@ -435,7 +437,7 @@ def status(config: LabConfig) -> list[HostStatus]:
 
     hosts = config.hosts() if not state else [
         h for h in LabConfig(config.name, config.subnet, state.get("app_hosts", 2),
-                             config.state_root).hosts()]
+                             config.state_root, state.get("lbs", 1)).hosts()]
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
         return list(pool.map(one, hosts))
 
@@ -451,7 +453,7 @@ def ssh_argv(config: LabConfig, host_name: str, command: str | None = None) -> l
     if not state:
         raise InputError(f"lab '{config.name}' is not up: run 'invoke lab.up' first")
     cfg = LabConfig(config.name, config.subnet, state.get("app_hosts", config.app_hosts),
-                    config.state_root)
+                    config.state_root, state.get("lbs", config.lbs))
     host = cfg.host(host_name)
     argv = ["ssh", *ssh_options(cfg, batch=False), f"root@{host.address}"]
     if command:

@@ -42,6 +42,17 @@ class Row:
     staged: bool = False
 
 
+LbsInput = Mapping[str, LbInput]
+
+
+def as_lbs(lbs: LbsInput | LbInput) -> dict[str, LbInput]:
+    """Every LB's input by name; a single LB's input (or None) is named "lb"."""
+    if lbs is None or (isinstance(lbs, Mapping)
+                       and ({"active_backend", "servers", "error"} & set(lbs))):
+        return {"lb": lbs}
+    return dict(lbs)
+
+
 def _lb_answered(lb: LbInput) -> bool:
     """True if the load balancer's facts were collected (not None, no ``error``)."""
     return bool(lb) and not lb.get("error")
@@ -54,9 +65,11 @@ def _lb_pool(lb: LbInput) -> str | None:
     return pool_of_backend(lb.get("active_backend"))
 
 
-def live_pool(manifest: Mapping[str, Any], lb: LbInput) -> str | None:
-    """The live pool: per the load balancer when it answers, else per the manifest."""
-    return _lb_pool(lb) or manifest.get("live_pool")
+def live_pool(manifest: Mapping[str, Any], lbs: LbsInput | LbInput) -> str | None:
+    """The live pool: per the load balancers when they answer and agree, else the manifest's."""
+    routed = {_lb_pool(lb) for lb in as_lbs(lbs).values() if _lb_answered(lb)}
+    routed.discard(None)
+    return routed.pop() if len(routed) == 1 else manifest.get("live_pool")
 
 
 def _short(sha: Any) -> str | None:
@@ -74,10 +87,10 @@ def _host_drift(
     known: bool,
     manifest_pool: str | None,
     recorded: Mapping[str, Any],
-    server: Mapping[str, Any] | None,
-    lb: LbInput,
+    servers: Mapping[str, Mapping[str, Any] | None],
+    lbs: Mapping[str, LbInput],
 ) -> list[str]:
-    """Every way the host, its manifest entry, the inventory and the LB disagree."""
+    """Every way the host, its manifest entry, the inventory and the LBs disagree."""
     drift: list[str] = []
     if not known:
         drift.append("host unreachable: no facts collected")
@@ -106,29 +119,46 @@ def _host_drift(
             drift.append(f"host release.json says pool {host_pool}, inventory says {pool}")
     if manifest_pool is not None and manifest_pool != pool:
         drift.append(f"manifest lists host under {manifest_pool}, inventory says {pool}")
-    if _lb_answered(lb):
+    for name, lb in lbs.items():
+        if not _lb_answered(lb):
+            continue
+        server = servers.get(name)
         if server is None:
             if role == "live":
-                drift.append(f"live host is not a server in the lb (expected in be_{pool})")
+                where = "the lb" if name == "lb" else name
+                drift.append(f"live host is not a server in {where} (expected in be_{pool})")
         else:
             backend = server.get("backend")
             if backend is not None and backend != f"be_{pool}":
-                drift.append(f"lb has host in {backend}, inventory says be_{pool}")
+                drift.append(f"{name} has host in {backend}, inventory says be_{pool}")
             status = str(server.get("status") or "")
             if role == "live" and status.upper().startswith(_UNHEALTHY):
-                drift.append(f"lb reports {status} for a live host")
+                drift.append(f"{name} reports {status} for a live host")
     return drift
+
+
+def _lb_status(servers: Mapping[str, Mapping[str, Any] | None]) -> str | None:
+    """One cell for the host's state on every LB: "UP", or "lb1 UP, lb2 DOWN" when they differ."""
+    states = {name: (server or {}).get("status") for name, server in servers.items()}
+    found = {s for s in states.values() if s}
+    if not found:
+        return None
+    if len(found) == 1 and all(states.values()):
+        return found.pop()
+    return ", ".join(f"{name} {state or '-'}" for name, state in states.items())
 
 
 def build_rows(
     manifest: Mapping[str, Any],
     host_facts: HostInput,
-    lb: LbInput,
+    lbs: LbsInput | LbInput,
     inventory_pools: InventoryPools,
 ) -> list[Row]:
     """One row per inventory host (blue first), then hosts only the manifest still lists."""
-    live = live_pool(manifest, lb)
-    servers = (lb.get("servers") or {}) if lb and _lb_answered(lb) else {}
+    lbs = as_lbs(lbs)
+    live = live_pool(manifest, lbs)
+    servers_of = {name: (lb.get("servers") or {}) if lb and _lb_answered(lb) else {}
+                  for name, lb in lbs.items()}
     placed: list[tuple[str, str, bool]] = [
         (host, pool, True) for pool in POOLS for host in inventory_pools.get(pool, [])
     ]
@@ -140,18 +170,11 @@ def build_rows(
     for host, pool, listed in placed:
         manifest_pool, recorded = _manifest_host(manifest, host)
         facts = host_facts.get(host)
-        server = servers.get(host)
+        servers = {name: members.get(host) for name, members in servers_of.items()
+                   if _lb_answered(lbs[name])}
         role = "live" if pool == live else "idle"
-        drift = _host_drift(
-            pool,
-            role,
-            facts,
-            host in host_facts,
-            manifest_pool,
-            recorded,
-            server,
-            lb,
-        )
+        drift = _host_drift(pool, role, facts, host in host_facts, manifest_pool, recorded,
+                            servers, lbs)
         if not listed:
             drift.insert(0, "in manifest but not in inventory")
         usable = facts if facts and not facts.get("error") else {}
@@ -166,7 +189,7 @@ def build_rows(
                 deployed_at=_text(usable.get("activated_at") or recorded.get("deployed_at")),
                 deployed_by=_text(usable.get("activated_by") or recorded.get("deployed_by")),
                 smoke=_text(smoke.get("result")),
-                lb_status=_text(server.get("status")) if server else None,
+                lb_status=_lb_status(servers),
                 drift=drift,
                 staged=bool(recorded.get("staged")),
             )
@@ -177,27 +200,136 @@ def build_rows(
 def fleet_drift(
     manifest: Mapping[str, Any],
     host_facts: HostInput,
-    lb: LbInput,
+    lbs: LbsInput | LbInput,
     inventory_pools: InventoryPools,
 ) -> list[str]:
-    """Drift that belongs to the fleet, not to one host: the LB and the live pool."""
+    """Drift that belongs to the fleet, not to one host: the LBs and the live pool."""
+    lbs = as_lbs(lbs)
     drift: list[str] = []
     recorded_live = manifest.get("live_pool")
-    if not lb:
-        drift.append("load balancer unreachable")
-    elif lb.get("error"):
-        drift.append(f"load balancer unreachable: {' '.join(str(lb['error']).split())}")
-    else:
+    routes = {}
+    for name, lb in lbs.items():
+        if not lb:
+            drift.append(f"{'load balancer' if name == 'lb' else name} unreachable")
+            continue
+        if lb.get("error"):
+            drift.append(f"{'load balancer' if name == 'lb' else name} unreachable: "
+                         f"{' '.join(str(lb['error']).split())}")
+            continue
         backend = lb.get("active_backend")
         routed = _lb_pool(lb)
+        routes[name] = routed
         if routed is None:
-            drift.append(f"lb routes to unknown backend {backend!r}")
+            drift.append(f"{name} routes to unknown backend {backend!r}")
         elif routed != recorded_live:
-            drift.append(f"lb routes to {routed} but manifest says {recorded_live or 'none'}")
-    live = live_pool(manifest, lb)
+            drift.append(f"{name} routes to {routed} but manifest says {recorded_live or 'none'}")
+        on_disk = lb.get("map_file_pool")
+        if "map_file_pool" in lb and routed and on_disk != routed:
+            drift.append(f"{name}'s map file says {on_disk or 'nothing'} but it routes to "
+                         f"{routed} at runtime: a reload would move traffic; run "
+                         "'invoke provision' (it rewrites the map from the release state)")
+        canary = lb.get("canary") or {}
+        if int(canary.get("pct") or 0) != 0:
+            drift.append(f"{name} sends {canary.get('pct')}% of requests to "
+                         f"{canary.get('backend') or '?'} (a canary share at runtime: a canary "
+                         "runs, or a killed run left it; the next deploy, rollback or promote "
+                         "ends it)")
+    if len(set(routes.values()) - {None}) > 1:
+        drift.append("the load balancers disagree: " + ", ".join(
+            f"{name} routes to {pool}" for name, pool in sorted(routes.items())))
+    for pool in POOLS:
+        found = {}
+        for host in inventory_pools.get(pool, []):
+            release = host_facts.get(host) or {}
+            if release.get("version") and not release.get("error"):
+                found[host] = f"{release.get('version')} {_short(release.get('sha256'))}"
+        if len(set(found.values())) > 1:
+            drift.append(f"pool {pool}'s hosts run different releases: " + ", ".join(
+                f"{host}={value.split()[0]}" for host, value in sorted(found.items())))
+    live = live_pool(manifest, lbs)
     if live is not None and not inventory_pools.get(live):
         drift.append(f"live pool {live} has no hosts in the inventory")
     return drift
+
+
+def release_state_drift(states: Mapping[str, Mapping[str, Any] | None],
+                        errors: Mapping[str, str | None], host_facts: HostInput,
+                        inventory_pools: InventoryPools,
+                        routes: Mapping[str, str | None]) -> list[str]:
+    """Drift of the fleet's release state (turnout.fleetstate) on the LBs: copies missing,
+    unreadable or behind, a flip a killed run left unfinished, a live pool the LBs do not
+    route to, a pool whose hosts do not run what the state says it holds."""
+    from turnout import fleetstate
+
+    drift = []
+    for name, error in sorted(errors.items()):
+        if error:
+            drift.append(f"{name}: {error}")
+    best, behind = fleetstate.newest(dict(states))
+    if not best.get("serial"):
+        return drift
+    for name in behind:
+        have = (states.get(name) or {}).get("serial")
+        drift.append(f"{name}'s copy of the release state is "
+                     + (f"behind (serial {have}, newest {best['serial']})" if have
+                        else "missing") + ": the next deploy, rollback or promote writes it")
+    pending = best.get("pending")
+    if pending:
+        drift.append(f"the release state holds an unfinished flip to {pending.get('to')} "
+                     f"({pending.get('action')} of {pending.get('version')}, run "
+                     f"{pending.get('run_id')}): a run is flipping, or was killed; run it "
+                     "again to finish it or 'invoke rollback' to undo it")
+    live = best.get("live")
+    for name, routed in sorted(routes.items()):
+        if live and routed and routed != live and not pending:
+            drift.append(f"{name} routes to {routed} but the release state says {live} is live")
+    for pool in POOLS:
+        release = (best.get("pools") or {}).get(pool) or {}
+        if not release.get("sha256") or release.get("status") == "staging":
+            continue
+        for host in inventory_pools.get(pool, []):
+            facts = host_facts.get(host) or {}
+            if facts.get("error"):
+                continue
+            if facts.get("sha256") != release.get("sha256"):
+                drift.append(f"{host} runs {facts.get('version') or 'nothing'} but the release "
+                             f"state says pool {pool} holds {release.get('version')}")
+    return drift
+
+
+@dataclass
+class LbRow:
+    """One load balancer as the report shows it."""
+
+    name: str
+    routes: str | None  # the pool its runtime map routes to
+    map_file: str | None  # the pool its map file says
+    canary_pct: int
+    state_serial: int | None  # its copy of the release state
+    state_live: str | None
+    pending: str | None  # "deploy 2.0 -> green (run R)" when a flip is unfinished
+    error: str | None = None
+
+
+def build_lb_rows(lbs: Mapping[str, Mapping[str, Any] | None],
+                  states: Mapping[str, Mapping[str, Any] | None]) -> list[LbRow]:
+    """One row per load balancer: what it routes to, on disk and at runtime, its canary share
+    and its copy of the fleet's release state."""
+    rows = []
+    for name, lb in lbs.items():
+        if not _lb_answered(lb):
+            rows.append(LbRow(name, None, None, 0, None, None, None,
+                              error=str((lb or {}).get("error") or "unreachable")))
+            continue
+        state = states.get(name) or {}
+        pending = state.get("pending")
+        rows.append(LbRow(
+            name=name, routes=_lb_pool(lb), map_file=lb.get("map_file_pool"),
+            canary_pct=int((lb.get("canary") or {}).get("pct") or 0),
+            state_serial=state.get("serial"), state_live=state.get("live"),
+            pending=(f"{pending.get('action')} {pending.get('version')} -> {pending.get('to')} "
+                     f"(run {pending.get('run_id')})") if pending else None))
+    return rows
 
 
 def has_drift(rows: list[Row], fleet: list[str]) -> bool:

@@ -75,7 +75,8 @@ def _history_row(entry: Mapping[str, Any]) -> str:
     return f'<tr class="{result}">{"".join(cells)}</tr>'
 
 
-def render_html(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) -> str:
+def render_html(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str],
+                lbs: tuple = ()) -> str:
     """A self-contained page: summary, ``table#hosts``, drift, ``table#history`` (newest first)."""
     env = str(manifest.get("env") or "?")
     live, version = live_summary(rows)
@@ -116,6 +117,17 @@ def render_html(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) 
         "</tbody>",
         "</table>",
     ]
+    if lbs:
+        lb_head = "".join(f"<th>{name}</th>" for name in ("LOAD BALANCER", "ROUTES", "MAP FILE",
+                                                          "CANARY", "RELEASE STATE"))
+        lb_rows = "".join(
+            "<tr>" + _cell(row.name) + _cell(row.routes) + _cell(row.map_file)
+            + _cell(f"{row.canary_pct}%") + _cell(row.error or (
+                f"serial {row.state_serial}, live {row.state_live or 'none'}"
+                + (f", unfinished flip: {row.pending}" if row.pending else "")
+                if row.state_serial else "none")) + "</tr>" for row in lbs)
+        parts += ["<h2>Load balancers</h2>", '<table id="lbs">',
+                  f"<thead><tr>{lb_head}</tr></thead>", f"<tbody>{lb_rows}</tbody>", "</table>"]
     if fleet:
         parts += ["<h2>Fleet drift</h2>", f'<ul id="drift">{drift_items}</ul>']
     parts += [
@@ -132,5 +144,6 @@ def render_html(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) 
     return "\n".join(parts) + "\n"
 
 
-def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str) -> str:
-    return render_html(manifest, rows, fleet)
+def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str,
+           lbs: tuple = ()) -> str:
+    return render_html(manifest, rows, fleet, lbs=lbs)

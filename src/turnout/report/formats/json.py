@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from turnout.report.drift import Row, drift_lines, live_summary
+from turnout.report.drift import LbRow, Row, drift_lines, live_summary
 
 
-def render_json(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) -> str:
+def render_json(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str],
+                lbs: list[LbRow] | tuple[LbRow, ...] = ()) -> str:
     """A stable machine-readable report (keys in a fixed order, 2-space indent)."""
     live, version = live_summary(rows)
     history = manifest.get("history") or []
@@ -23,6 +24,7 @@ def render_json(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) 
         "manifest_live_pool": manifest.get("live_pool"),
         "in_sync": not problems,
         "hosts": [asdict(row) for row in rows],
+        "load_balancers": [asdict(row) for row in lbs],
         "fleet_drift": list(fleet),
         "drift": problems,
         "last": history[-1] if history else None,
@@ -30,5 +32,6 @@ def render_json(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str]) 
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
-def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str) -> str:
-    return render_json(manifest, rows, fleet)
+def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str,
+           lbs: list[LbRow] | tuple[LbRow, ...] = ()) -> str:
+    return render_json(manifest, rows, fleet, lbs)

@@ -76,7 +76,8 @@ def _smoke_case(case: ET.Element, record: SmokeRecord, staged: bool) -> str:
 
 
 def render_junit(
-    manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str | None = None
+    manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str | None = None,
+    lbs: tuple = (),
 ) -> str:
     """The latest smoke results (and each drift finding) as JUnit XML for CI servers.
 
@@ -152,5 +153,6 @@ def render_junit(
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
-def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str) -> str:
-    return render_junit(manifest, rows, fleet, env=env)
+def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str,
+           lbs: tuple = ()) -> str:
+    return render_junit(manifest, rows, fleet, env=env, lbs=lbs)

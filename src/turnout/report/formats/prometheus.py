@@ -53,7 +53,8 @@ def _full_sha(manifest: Mapping[str, Any], row: Row) -> str | None:
 
 
 def render_prometheus(
-    manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str | None = None
+    manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str | None = None,
+    lbs: tuple = (),
 ) -> str:
     """Metrics for node_exporter's textfile collector (write them to ``<dir>/turnout.prom``).
 
@@ -87,6 +88,14 @@ def render_prometheus(
     if live:
         lines.append(f'turnout_live_pool_info{{{env_label},pool="{_prom_label(live)}"}} 1')
 
+    if lbs:
+        family("turnout_lb_live_pool_info",
+               "The pool each load balancer routes to (value is always 1).")
+        for row in lbs:
+            if row.routes:
+                lines.append(f'turnout_lb_live_pool_info{{{env_label},lb="{_prom_label(row.name)}",'
+                             f'pool="{_prom_label(row.routes)}"}} 1')
+
     family("turnout_drift", "Number of drift findings between manifest, hosts and load balancer.")
     lines.append(f"turnout_drift{{{env_label}}} {len(drift_lines(rows, fleet))}")
 
@@ -110,5 +119,6 @@ def render_prometheus(
     return "\n".join(lines) + "\n"
 
 
-def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str) -> str:
-    return render_prometheus(manifest, rows, fleet, env=env)
+def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str,
+           lbs: tuple = ()) -> str:
+    return render_prometheus(manifest, rows, fleet, env=env, lbs=lbs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from turnout.report.drift import Row, drift_lines, live_summary
+from turnout.report.drift import LbRow, Row, drift_lines, live_summary
 
 
 def _smoke_cell(row: Row) -> str:
@@ -23,14 +23,35 @@ def _cells(row: Row) -> list[str]:
     return [value or "-" for value in values]
 
 
-def render_table(rows: list[Row], fleet: list[str], *, env: str | None = None) -> str:
-    """Fixed-width host table, a summary line, then every drift line."""
+_LB_COLUMNS = ("LOAD BALANCER", "ROUTES", "MAP FILE", "CANARY", "RELEASE STATE")
+
+
+def _lb_cells(row: LbRow) -> list[str]:
+    if row.error:
+        return [row.name, "-", "-", "-", f"unreachable: {row.error}"[:60]]
+    state = (f"serial {row.state_serial}, live {row.state_live or 'none'}"
+             if row.state_serial else "none")
+    if row.pending:
+        state += f", unfinished flip: {row.pending}"
+    return [row.name, row.routes or "-", row.map_file or "-", f"{row.canary_pct}%", state]
+
+
+def _grid(columns: tuple[str, ...], body: list[list[str]]) -> list[str]:
+    widths = [max(len(text) for text in column) for column in zip(columns, *body, strict=False)]
+    return ["  ".join(text.ljust(width) for text, width in zip(cells, widths, strict=True))
+            for cells in [list(columns), *body]]
+
+
+def render_table(rows: list[Row], fleet: list[str], *, env: str | None = None,
+                 lbs: list[LbRow] | tuple[LbRow, ...] = ()) -> str:
+    """Fixed-width host table, the load balancers, a summary line, then every drift line."""
     body = [_cells(row) for row in rows]
-    widths = [max(len(text) for text in column) for column in zip(_COLUMNS, *body, strict=False)]
-    lines = ["  ".join(text.ljust(width) for text, width in zip(_COLUMNS, widths, strict=True))]
-    for row, cells in zip(rows, body, strict=True):
-        line = "  ".join(text.ljust(width) for text, width in zip(cells, widths, strict=True))
+    grid = _grid(_COLUMNS, body)
+    lines = [grid[0]]
+    for row, line in zip(rows, grid[1:], strict=True):
         lines.append(line + ("  DRIFT" if row.drift else ""))
+    if lbs:
+        lines += ["", *_grid(_LB_COLUMNS, [_lb_cells(row) for row in lbs])]
     live, version = live_summary(rows)
     problems = drift_lines(rows, fleet)
     summary = (
@@ -41,5 +62,6 @@ def render_table(rows: list[Row], fleet: list[str], *, env: str | None = None) -
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str) -> str:
-    return render_table(rows, fleet, env=env)
+def render(manifest: Mapping[str, Any], rows: list[Row], fleet: list[str], env: str,
+           lbs: list[LbRow] | tuple[LbRow, ...] = ()) -> str:
+    return render_table(rows, fleet, env=env, lbs=lbs)
