@@ -49,6 +49,10 @@ options:
   seconds: {description: How long to watch (watch)., type: int, default: 30}
   max_errors: {description: New errors a canary step tolerates (watch)., type: int, default: 0}
   state: {description: The fleet release state to write (state)., type: dict}
+  missing_ok:
+    description: read returns C(running=false) instead of failing when HAProxy does not answer.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: partial
@@ -152,7 +156,12 @@ def set_entry(module, key: str, value: str) -> bool:
 
 def op_read(module) -> dict:
     params = module.params
-    show_map = runtime(params["socket"], f"show map {params['pool_map']}")
+    try:
+        show_map = runtime(params["socket"], f"show map {params['pool_map']}")
+    except OSError as error:
+        if not params["missing_ok"]:
+            raise
+        return {"running": False, "reason": str(error)}
     entries = parse_show_map(show_map)
     stats = parse_show_stat(runtime(params["socket"], "show stat"))
     releases = {}
@@ -178,7 +187,7 @@ def op_read(module) -> dict:
         pct = int(entries.get("canary_pct", "0") or 0)
     except ValueError:
         pct = -1
-    return {"live_pool": active_pool(show_map), "map_file_pool": file_pool,
+    return {"running": True, "live_pool": active_pool(show_map), "map_file_pool": file_pool,
             "canary": {"backend": entries.get("canary_backend"), "pct": pct},
             "releases": releases, "stats": stats, "fleet_state": state,
             "fleet_state_error": state_error}
@@ -378,6 +387,7 @@ def main() -> None:
             "seconds": {"type": "int", "default": 30},
             "max_errors": {"type": "int", "default": 0},
             "state": {"type": "dict"},
+            "missing_ok": {"type": "bool", "default": False},
         },
         required_if=[("op", "wait", ("pool",)), ("op", "set", ("pool",)),
                      ("op", "verify", ("url",)), ("op", "release", ("pool", "version",
