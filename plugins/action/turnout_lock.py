@@ -1,21 +1,21 @@
 """Action plugin turnout_lock: add the controller's identity, recover dead local holders.
 
 Runs the turnout_lock module on the (delegated) load balancer host. Before an acquire it
-reads the lock and, if the holder ran on THIS controller and its ansible-playbook process is
-gone (turnout.fleetlock.holder_is_dead), asks the module to steal it by compare-and-swap on the
-holder's run id. A holder on another controller is only recovered after its TTL.
+reads the lock and, if the holder ran on THIS controller (the same host name and the same
+turnout.fleetlock.controller_id: boot id and PID namespace) and its ansible-playbook process
+is gone (turnout.fleetlock.holder_is_dead), asks the module to steal it by compare-and-swap on
+the holder's run id. A holder on another controller is only recovered after its TTL.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 
 from ansible.plugins.action import ActionBase
 
 
 class ActionModule(ActionBase):
-    """Fill controller, pid and pid_start; turn a dead local holder into steal_run_id."""
+    """Fill controller, controller_id, pid and pid_start; a dead local holder -> steal_run_id."""
 
     TRANSFERS_FILES = False
 
@@ -29,8 +29,10 @@ class ActionModule(ActionBase):
             return result
         args = dict(self._task.args)
         pid = os.getppid()  # the worker's parent: the ansible-playbook process
-        controller = socket.gethostname()
-        args.setdefault("controller", controller)
+        identity = fleetlock.controller_identity()
+        args.setdefault("controller", identity["controller"])
+        if identity["controller_id"]:
+            args.setdefault("controller_id", identity["controller_id"])
         args.setdefault("pid", pid)
         args.setdefault("pid_start", fleetlock.process_start(pid))
         if args.get("op") == "acquire" and "steal_run_id" not in args:
@@ -42,7 +44,7 @@ class ActionModule(ActionBase):
                 result.update(read)
                 return result
             holder = read.get("holder")
-            if fleetlock.holder_is_dead(holder, controller):
+            if fleetlock.holder_is_dead(holder, identity):
                 args["steal_run_id"] = holder["run_id"]
         result.update(self._execute_module(module_name="turnout_lock", module_args=args,
                                            task_vars=task_vars))
