@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from turnout import contracts, haproxy, hooks, httpcheck, outcome, plan
+from turnout import approval, contracts, haproxy, hooks, httpcheck, outcome, plan
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
@@ -32,6 +32,7 @@ description:
   - C(turnout_judge), C(turnout_event), C(turnout_event_summary), C(turnout_overview),
     C(turnout_smoke_report) are turnout.outcome's judgement, manifest event and reports.
   - C(turnout_smoke_pool) resolves blue, green, live or idle to a pool.
+  - C(turnout_awaits_approval) applies the approval gate (turnout.approval.awaits).
   - C(turnout_hook_runs), C(turnout_hook_phase), C(turnout_host_hooks),
     C(turnout_hook_path), C(turnout_hooks_check) apply turnout.hooks.
   - The logic lives in the turnout Python package (src/turnout) with unit tests.
@@ -162,6 +163,7 @@ class FilterModule:
             "turnout_overview": overview,
             "turnout_smoke_report": smoke_report,
             "turnout_smoke_pool": plan.resolve_pool,
+            "turnout_awaits_approval": approval.awaits,
             "turnout_hook_runs": hook_runs,
             "turnout_hook_phase": hooks.phase_of,
             "turnout_host_hooks": hooks.host_hooks,
