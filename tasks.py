@@ -6,6 +6,7 @@ failures print one line and exit 2 (bad input) or 1 (a failed run).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -41,13 +42,15 @@ def _lab_inventory(lab: lab_config.LabConfig, inventory: str | None) -> Path:
 @task(help={**LAB_HELP,
             "app_hosts": "hosts per pool, 1-10 (default 2)",
             "lbs": "load balancers (HAProxy hosts lb1..lbN), 1-3 (default 1)",
-            "inventory": "directory to write hosts.yml into (default inventories/<name>)"})
+            "inventory": "directory to write hosts.yml into (default inventories/<name>)",
+            "user": "connect as this user with passwordless sudo and become, as production "
+                    "does (e.g. deploy; default root)"})
 @cli.guarded
 def lab_up(c: Context, app_hosts: str = "2", name: str = "", subnet: str = "",
-           inventory: str = "", lbs: str = "1") -> None:
+           inventory: str = "", lbs: str = "1", user: str = "") -> None:
     """Boot the local lab (load balancers + blue/green app hosts as real systemd hosts);
     idempotent."""
-    lab = _lab(name, subnet, app_hosts, lbs)
+    lab = dataclasses.replace(_lab(name, subnet, app_hosts, lbs), user=user or "root")
     changed = fleet.up(lab, _lab_inventory(lab, inventory))
     cli.say("lab: up" + ("" if changed else " (nothing changed)"))
     _print_status(lab)

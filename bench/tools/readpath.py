@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from turnout import facts
-from turnout.inventory import load_environment
+from turnout.inventory import control_dir, load_environment
 from turnout.lab.config import LabConfig
 
-CONTROL_DIR = Path("/tmp/.turnout-cp")
+CONTROL_DIR = Path(control_dir())  # the one Ansible and turnout.facts share
 SOCKET, POOL_MAP = "/run/haproxy/admin.sock", "/etc/haproxy/pool.map"
 
 

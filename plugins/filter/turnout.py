@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from ansible.errors import AnsibleFilterError
 
-from turnout import contracts, fleetstate, haproxy, hooks, httpcheck, outcome, plan, traffic
+from turnout import (approval, contracts, fleetstate, haproxy, hooks, httpcheck, outcome, plan,
+                     traffic)
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
@@ -34,6 +35,7 @@ description:
   - C(turnout_judge), C(turnout_event), C(turnout_event_summary), C(turnout_overview),
     C(turnout_smoke_report) are turnout.outcome's judgement, manifest event and reports.
   - C(turnout_smoke_pool) resolves blue, green, live or idle to a pool.
+  - C(turnout_awaits_approval) applies the approval gate (turnout.approval.awaits).
   - C(turnout_hook_runs), C(turnout_hook_phase), C(turnout_host_hooks),
     C(turnout_hook_path), C(turnout_hooks_check) apply turnout.hooks.
   - The logic lives in the turnout Python package (src/turnout) with unit tests.
@@ -190,6 +192,7 @@ class FilterModule:
             "turnout_smoke_pool": plan.resolve_pool,
             "turnout_provision_view": traffic.provision_view,
             "turnout_reconciled_state": reconciled_state,
+            "turnout_awaits_approval": approval.awaits,
             "turnout_hook_runs": hook_runs,
             "turnout_hook_phase": hooks.phase_of,
             "turnout_host_hooks": hooks.host_hooks,

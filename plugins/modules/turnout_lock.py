@@ -13,14 +13,15 @@ module: turnout_lock
 short_description: Acquire, heartbeat, release or break the turnout deploy lock
 description:
   - Keeps C(/var/lib/turnout/deploy.lock) on the load balancer host, a JSON record of the run
-    holding the environment (owner, run_id, action, version, env, controller, pid, pid_start,
-    started_at, heartbeat_at).
+    holding the environment (owner, run_id, action, version, env, controller, controller_id,
+    pid, pid_start, ttl_s, started_at, heartbeat_at).
   - C(acquire) creates the file atomically (a fully written temp file hard-linked into place)
     or refuses with a one-line message starting C(deploy lock held) that names the holder.
-    A holder whose heartbeat is older than C(ttl_s) is recovered with a warning; a holder the
-    caller proved dead is stolen by compare-and-swap on C(steal_run_id).
+    A holder whose heartbeat is older than the C(ttl_s) it wrote is recovered with a warning; a
+    holder the caller proved dead is stolen by compare-and-swap on C(steal_run_id).
   - C(heartbeat) refreshes C(heartbeat_at) and fails when the run no longer holds the lock;
-    C(release) removes the lock only when this run holds it; C(break) removes any lock.
+    C(release) removes the lock only when this run holds it; C(break) removes the lock, only
+    while it is held by C(expect_run_id) when that is given.
   - The policy is C(turnout.lock.decide) (pure, unit-tested).
 options:
   op:
@@ -50,6 +51,11 @@ options:
   controller:
     description: Host name of the controller running the playbook.
     type: str
+  controller_id:
+    description:
+      - The controller's boot id and PID namespace (turnout.fleetlock.controller_id); a holder
+        is judged dead by its pid only on a controller with the same host name and this id.
+    type: str
   pid:
     description: PID of the ansible-playbook process on the controller.
     type: int
@@ -57,11 +63,16 @@ options:
     description: Start time of that process (/proc/PID/stat field 22), against PID reuse.
     type: str
   ttl_s:
-    description: Seconds without heartbeat after which a lock held elsewhere is recovered.
+    description:
+      - Seconds without heartbeat after which this run's lock may be recovered by another
+        controller; written into the lock record, and the holder's own value is what counts.
     type: int
     default: 900
   steal_run_id:
     description: Run id of a holder proven dead; acquire replaces it only if it still holds.
+    type: str
+  expect_run_id:
+    description: For C(break), the run id of the holder shown to the person; another is kept.
     type: str
 attributes:
   check_mode:
@@ -116,10 +127,12 @@ def main() -> None:
             "version": {"type": "str"},
             "env": {"type": "str"},
             "controller": {"type": "str"},
+            "controller_id": {"type": "str"},
             "pid": {"type": "int"},
             "pid_start": {"type": "str"},
             "ttl_s": {"type": "int", "default": DEFAULT_TTL_S},
             "steal_run_id": {"type": "str"},
+            "expect_run_id": {"type": "str"},
         },
         supports_check_mode=False,
     )

@@ -276,7 +276,7 @@ def unlock(env_name: str, yes: bool = False, confirm=input) -> None:
             raise InputError("unlock not confirmed: nothing was changed (use --yes to skip "
                              "the question)")
     started = datetime.now(UTC)
-    removed = fleetlock.force_release(env)
+    removed = fleetlock.force_release(env, expect_run_id=holder.get("run_id"))  # only that one
     stamp = format_timestamp(datetime.now(UTC))
     manifest.record_event(env.manifest_path, {
         "id": new_run_id(started), "action": "unlock", "result": "success",

@@ -7,8 +7,10 @@ connection settings of each host. Playbooks still read the same files through An
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,11 @@ from turnout.contracts import POOLS
 from turnout.errors import InputError
 
 ENV_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Where SSH control sockets live, for Ansible (ansible.cfg control_path_dir says the same) and
+# for turnout's own OpenSSH commands, so they share masters; ANSIBLE_SSH_CONTROL_PATH_DIR
+# overrides both. Per user: whoever can write this directory can put a socket there that
+# every later ssh command trusts as its connection to the host.
+CONTROL_DIR = "~/.ansible/cp"
 DEFAULT_APP_ROOT = "/srv/app"
 DEFAULT_APP_PORT = 8080
 
@@ -194,11 +201,56 @@ def load_environment(name: str, root: Path) -> Environment:
     )
 
 
-def ssh_argv(host: Host, command: str, control_dir: str = "/tmp/.turnout-cp") -> list[str]:
-    """OpenSSH argv for one command on host, with the same options Ansible uses."""
+def private_dir_problem(mode: int, owner: int, euid: int, parent_mode: int,
+                        parent_owner: int) -> str | None:
+    """Pure: why a directory (and its parent, by their stat modes and owners) is not one that
+    only user ``euid`` can write, or None when it is. A parent writable by others must be
+    sticky (like /tmp), so nobody else can rename the directory away."""
+    if not stat.S_ISDIR(mode):
+        return "is not a directory"
+    if owner != euid:
+        return f"belongs to uid {owner}, not to you (uid {euid})"
+    if mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(mode):04o})"
+    if parent_owner not in (euid, 0):
+        return f"is inside a directory of uid {parent_owner}"
+    if parent_mode & 0o022 and not parent_mode & stat.S_ISVTX:
+        return (f"is inside a directory other users can write (mode "
+                f"{stat.S_IMODE(parent_mode):04o}, not sticky)")
+    return None
+
+
+def ensure_private_dir(path: Path, what: str) -> Path:
+    """Create ``path`` (mode 0700) if missing; InputError when another user could write it."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        own, parent = path.stat(), path.parent.stat()
+    except OSError as exc:
+        raise InputError(f"cannot create the {what} {path}: {exc.strerror}") from None
+    problem = private_dir_problem(own.st_mode, own.st_uid, os.geteuid(), parent.st_mode,
+                                  parent.st_uid)
+    if problem:
+        raise InputError(f"the {what} {path} {problem}: only you may write it (chmod 700, or "
+                         "set ANSIBLE_SSH_CONTROL_PATH_DIR to a directory of your own)")
+    return path
+
+
+def control_dir(environ: dict[str, str] | None = None) -> str:
+    """The SSH control socket directory Ansible uses too: $ANSIBLE_SSH_CONTROL_PATH_DIR, else
+    ~/.ansible/cp; created 0700 when missing, refused when another user could write it."""
+    environ = dict(os.environ if environ is None else environ)
+    configured = environ.get("ANSIBLE_SSH_CONTROL_PATH_DIR") or CONTROL_DIR
+    path = Path(os.path.expandvars(configured)).expanduser()
+    return str(ensure_private_dir(path, "SSH control socket directory"))
+
+
+def ssh_argv(host: Host, command: str, control_dir_path: str | None = None) -> list[str]:
+    """OpenSSH argv for one command on host, with the same options Ansible uses (and its
+    control socket directory, :func:`control_dir`, unless one is given)."""
+    directory = control_dir_path or control_dir()
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
             "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
-            "-o", f"ControlPath={control_dir}/%C"]
+            "-o", f"ControlPath={directory}/%C"]
     if host.port:
         argv += ["-p", str(host.port)]
     if host.key_file:

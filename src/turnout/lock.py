@@ -1,8 +1,10 @@
 """The fleet-wide deploy lock: one JSON file on the load balancer host.
 
 ``/var/lib/turnout/deploy.lock`` holds who runs a deploy or rollback on an environment
-(owner, run id, action, version, env, controller host and pid, started and heartbeat times).
-Every controller (a workstation, Jenkins, AWX) sees it because it lives on the fleet.
+(owner, run id, action, version, env, the controller's host name, identity and pid, the
+holder's TTL, started and heartbeat times). Every controller (a workstation, Jenkins, AWX)
+sees it because it lives on the fleet. A holder's heartbeat is judged by the TTL the holder
+wrote (``ttl_s``), never by the TTL of whoever asks.
 
 This is the fleet side of the lock: it is shipped to the load balancer by the ``turnout_lock``
 module (through ``plugins/module_utils/turnout_lock.py``, a symlink to this file, with
@@ -40,8 +42,8 @@ MIN_TTL_S = 30
 MAX_TTL_S = 86400
 OPS = ("read", "acquire", "heartbeat", "release", "break")
 ACTIONS = ("deploy", "rollback", "promote", "provision", "reconcile")
-FIELDS = ("owner", "run_id", "action", "version", "env", "controller", "pid", "pid_start",
-          "started_at", "heartbeat_at")
+FIELDS = ("owner", "run_id", "action", "version", "env", "controller", "controller_id", "pid",
+          "pid_start", "ttl_s", "started_at", "heartbeat_at")
 HELD_MARKER = "deploy lock held"
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,127}$")
 
@@ -65,6 +67,15 @@ format_ts = format_timestamp
 parse_ts = parse_timestamp
 
 
+def holder_ttl(holder: dict[str, Any]) -> int:
+    """The TTL a holder wrote into its record; DEFAULT_TTL_S for a record without a valid one
+    (written by an older turnout)."""
+    ttl = holder.get("ttl_s")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL_S <= ttl <= MAX_TTL_S:
+        return DEFAULT_TTL_S
+    return ttl
+
+
 def parse(text: str) -> dict[str, Any]:
     """The lock file's JSON; an unreadable lock is kept as held by an unknown owner."""
     try:
@@ -81,9 +92,10 @@ def describe(holder: dict[str, Any]) -> str:
     what = " ".join(str(holder[k]) for k in ("action", "version") if holder.get(k))
     where = f"pid {holder.get('pid')} on {holder.get('controller')}" \
         if holder.get("controller") else "unknown controller"
+    ttl = f", ttl {holder['ttl_s']}s" if isinstance(holder.get("ttl_s"), int) else ""
     return (f"{holder.get('owner') or 'unknown'} (run {holder.get('run_id')}"
             f"{', ' + what if what else ''}, {where}, since {holder.get('started_at') or '?'}, "
-            f"heartbeat {holder.get('heartbeat_at') or '?'})")
+            f"heartbeat {holder.get('heartbeat_at') or '?'}{ttl})")
 
 
 def check_request(request: dict[str, Any]) -> None:
@@ -91,12 +103,24 @@ def check_request(request: dict[str, Any]) -> None:
     op = request.get("op")
     if op not in OPS:
         raise LockError(f"op must be one of {', '.join(OPS)} (got {op!r})")
-    if op in ("read", "break"):
+    if op == "read":
+        return
+    if op == "break":
+        expect = request.get("expect_run_id")
+        if expect is not None and (not isinstance(expect, str) or
+                                   not (expect == "?" or _TOKEN.match(expect))):
+            raise LockError(f"expect_run_id must be the run id of the holder shown (got "
+                            f"{expect!r})")
         return
     for key in ("run_id", "owner", "env", "controller"):
         value = request.get(key)
         if not isinstance(value, str) or not _TOKEN.match(value):
             raise LockError(f"{key} must be 1-128 letters, digits or _.:@+/- (got {value!r})")
+    controller_id = request.get("controller_id")
+    if controller_id is not None and (not isinstance(controller_id, str)
+                                      or not _TOKEN.match(controller_id)):
+        raise LockError(f"controller_id must be 1-128 letters, digits or _.:@+/- (got "
+                        f"{controller_id!r})")
     if op == "acquire" and request.get("action") not in ACTIONS:
         raise LockError(f"action must be one of {', '.join(ACTIONS)} "
                         f"(got {request.get('action')!r})")
@@ -109,7 +133,9 @@ def check_request(request: dict[str, Any]) -> None:
 def decide(current: dict[str, Any] | None, request: dict[str, Any], now: datetime) -> Decision:
     """Pure policy. ``current`` is the parsed lock (None when free); ``request`` has ``op``,
     the caller's identity, ``ttl_s`` and ``steal_run_id`` (the run id of a holder the caller
-    found dead: stealing is a compare-and-swap on that id)."""
+    found dead: stealing is a compare-and-swap on that id). A ``break`` with
+    ``expect_run_id`` removes only that holder (``invoke unlock`` removes the holder it showed).
+    """
     check_request(request)
     op, stamp = request["op"], format_ts(now)
     if op == "read":
@@ -117,6 +143,11 @@ def decide(current: dict[str, Any] | None, request: dict[str, Any], now: datetim
     if op == "break":
         if current is None:
             return Decision("none", None, message="the deploy lock was not held")
+        expect = request.get("expect_run_id")
+        if expect is not None and expect != current.get("run_id"):
+            return Decision("refuse", current, message=(
+                f"the deploy lock changed since it was shown (run {expect}); it is now held by "
+                f"{describe(current)}; nothing was removed"))
         return Decision("remove", current, changed=True,
                         message=f"removed the deploy lock of {describe(current)}")
     mine = current is not None and current.get("run_id") == request["run_id"]
@@ -135,7 +166,7 @@ def decide(current: dict[str, Any] | None, request: dict[str, Any], now: datetim
         return Decision("remove", current, changed=True, message="released the deploy lock")
     # acquire
     record = {key: request.get(key) for key in FIELDS}
-    record.update(started_at=stamp, heartbeat_at=stamp)
+    record.update(ttl_s=request.get("ttl_s", DEFAULT_TTL_S), started_at=stamp, heartbeat_at=stamp)
     if current is None:
         return Decision("write", record, changed=True, message="acquired the deploy lock")
     if mine:
@@ -151,11 +182,11 @@ def decide(current: dict[str, Any] | None, request: dict[str, Any], now: datetim
                         warnings=[f"recovered a stale deploy lock: its holder is gone "
                                   f"({describe(current)})"])
     beat = parse_ts(current.get("heartbeat_at")) or parse_ts(current.get("started_at"))
-    ttl = request.get("ttl_s", DEFAULT_TTL_S)
+    ttl = holder_ttl(current)  # the holder's TTL: it chose how often it refreshes
     if beat is None or (now - beat).total_seconds() > ttl:
         return Decision("write", record, changed=True, message="acquired the deploy lock",
                         warnings=[f"recovered an expired deploy lock: no heartbeat for more "
-                                  f"than {ttl}s ({describe(current)})"])
+                                  f"than its {ttl}s TTL ({describe(current)})"])
     return Decision("refuse", current, message=(
         f"{HELD_MARKER} by {describe(current)}; wait for it to finish or, if it is gone, "
         f"run 'invoke unlock --env {request['env']}'"))

@@ -1,12 +1,13 @@
 """Environment loading from inventories/<env>/ (pure file reading, no Ansible)."""
 
+import stat
 from pathlib import Path
 
 import pytest
 import yaml
 
 from turnout.errors import InputError
-from turnout.inventory import load_environment, ssh_argv
+from turnout.inventory import control_dir, load_environment, private_dir_problem, ssh_argv
 
 HOSTS = {
     "all": {
@@ -47,7 +48,7 @@ def test_groups_pools_and_connection_vars(tmp_path):
     g1 = env.pools["green"][0]
     assert g1.port == 2222 and g1.vars["app_release_root"] == "/opt/app"
     assert env.pool_of("g1") == "green" and env.pool_of("lb1") is None
-    argv = ssh_argv(g1, "true")
+    argv = ssh_argv(g1, "true", "/home/ci/.ansible/cp")
     assert argv[-2:] == ["deploy@192.0.2.21", "true"] and "-p" in argv
     assert "StrictHostKeyChecking=yes" in argv
 
@@ -96,3 +97,37 @@ def test_corrupt_yaml(tmp_path):
     (directory / "hosts.yml").write_text("all: [unclosed\n")
     with pytest.raises(InputError, match="hosts.yml.*is not valid YAML"):
         load_environment("prod", tmp_path)
+
+
+DIR, FILE = stat.S_IFDIR, stat.S_IFREG
+
+
+@pytest.mark.parametrize(("mode", "owner", "parent_mode", "parent_owner", "problem"), [
+    (DIR | 0o700, 1000, DIR | 0o755, 1000, None),
+    (DIR | 0o700, 1000, DIR | 0o1777, 0, None),  # in /tmp: sticky, nobody can rename it away
+    (DIR | 0o755, 1000, DIR | 0o755, 1000, None),  # readable is fine, writable is not
+    (DIR | 0o777, 1000, DIR | 0o755, 1000, "writable by other users (mode 0777)"),
+    (DIR | 0o770, 1000, DIR | 0o755, 1000, "writable by other users (mode 0770)"),
+    (DIR | 0o700, 1001, DIR | 0o755, 1000, "belongs to uid 1001, not to you (uid 1000)"),
+    (DIR | 0o700, 1000, DIR | 0o777, 0, "other users can write (mode 0777, not sticky)"),
+    (DIR | 0o700, 1000, DIR | 0o755, 1001, "inside a directory of uid 1001"),
+    (FILE | 0o600, 1000, DIR | 0o755, 1000, "is not a directory"),
+])
+def test_a_control_socket_directory_must_be_writable_by_its_user_only(
+        mode, owner, parent_mode, parent_owner, problem):
+    found = private_dir_problem(mode, owner, 1000, parent_mode, parent_owner)
+    assert found == problem if problem is None else problem in found
+
+
+def test_control_dir_is_created_private_and_an_open_one_is_refused(tmp_path):
+    mine = tmp_path / "home" / ".ansible" / "cp"
+    assert control_dir({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(mine)}) == str(mine)
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    assert control_dir({"HOME": "/nonexistent", "ANSIBLE_SSH_CONTROL_PATH_DIR":
+                        str(mine)}) == str(mine)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(InputError, match="writable by other users") as error:
+        control_dir({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(shared)})
+    assert "\n" not in str(error.value) and "ANSIBLE_SSH_CONTROL_PATH_DIR" in str(error.value)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import os
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,12 +21,20 @@ def req(op: str = "acquire", run_id: str = "run-b", **extra) -> dict:
     return {**base, **extra}
 
 
+ME = {"controller": "me", "controller_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/pidns-4026531836"}
+
+
 def holder(run_id: str = "run-a", beat: datetime = NOW, controller: str = "ws1",
-           pid: int = 7) -> dict:
+           pid: int = 7, controller_id: str | None = None, ttl_s: int | None = None) -> dict:
     stamp = lock.format_ts(beat)
-    return {"owner": "alice@ws1", "run_id": run_id, "action": "deploy", "version": "0.9",
-            "env": "prod", "controller": controller, "pid": pid, "pid_start": None,
-            "started_at": stamp, "heartbeat_at": stamp}
+    record = {"owner": "alice@ws1", "run_id": run_id, "action": "deploy", "version": "0.9",
+              "env": "prod", "controller": controller, "pid": pid, "pid_start": None,
+              "started_at": stamp, "heartbeat_at": stamp}
+    if controller_id is not None:
+        record["controller_id"] = controller_id
+    if ttl_s is not None:
+        record["ttl_s"] = ttl_s
+    return record
 
 
 def test_acquire_free_lock_writes_full_record() -> None:
@@ -60,6 +68,29 @@ def test_expired_lock_is_recovered_with_a_warning() -> None:
 
 def test_lock_within_ttl_is_not_expired() -> None:
     assert lock.decide(holder(beat=NOW - timedelta(seconds=899)), req(), NOW).op == "refuse"
+
+
+def test_the_holders_ttl_counts_not_the_requesters() -> None:
+    """A run that wrote a one-hour TTL keeps its lock for an hour without a heartbeat, even
+    against a controller configured with 30 s; one that wrote 30 s loses it after 30 s."""
+    long_held = holder(beat=NOW - timedelta(seconds=1000), ttl_s=3600)
+    assert lock.decide(long_held, req(ttl_s=30), NOW).op == "refuse"
+    short_held = holder(beat=NOW - timedelta(seconds=31), ttl_s=30)
+    recovered = lock.decide(short_held, req(ttl_s=3600), NOW)
+    assert recovered.op == "write" and "its 30s TTL" in recovered.warnings[0]
+    # no ttl_s in the record (an older turnout): the default, whatever the requester says
+    assert lock.decide(holder(beat=NOW - timedelta(seconds=100)), req(ttl_s=30), NOW).op == \
+        "refuse"
+    assert lock.holder_ttl(holder(ttl_s=True)) == lock.DEFAULT_TTL_S
+
+
+def test_acquire_records_the_ttl_and_the_identity_and_heartbeats_keep_them() -> None:
+    record = lock.decide(None, req(ttl_s=60, controller_id="x/pidns-1"), NOW).record
+    assert record["ttl_s"] == 60 and record["controller_id"] == "x/pidns-1"
+    later = NOW + timedelta(seconds=20)
+    beat = lock.decide(record, req("heartbeat", ttl_s=900), later).record
+    assert beat["ttl_s"] == 60 and beat["heartbeat_at"] == lock.format_ts(later)
+    assert "ttl 60s" in lock.describe(beat)
 
 
 def test_steal_is_compare_and_swap_on_run_id() -> None:
@@ -105,12 +136,54 @@ def test_bad_requests_are_refused(change: dict, needle: str) -> None:
 
 
 def test_holder_is_dead_only_for_this_controller() -> None:
-    assert fleetlock.holder_is_dead(holder(controller="me"), "me", alive=lambda pid, start: False)
-    assert not fleetlock.holder_is_dead(holder(controller="me"), "me",
-                                        alive=lambda pid, start: True)
-    assert not fleetlock.holder_is_dead(holder(controller="other"), "me",
-                                        alive=lambda pid, start: False)
-    assert not fleetlock.holder_is_dead(None, "me")
+    mine = holder(controller="me", controller_id=ME["controller_id"])
+    assert fleetlock.holder_is_dead(mine, ME, alive=lambda pid, start: False)
+    assert not fleetlock.holder_is_dead(mine, ME, alive=lambda pid, start: True)
+    assert not fleetlock.holder_is_dead(holder(controller="other", controller_id=ME[
+        "controller_id"]), ME, alive=lambda pid, start: False)
+    assert not fleetlock.holder_is_dead(None, ME)
+
+
+def test_a_holder_with_this_host_name_in_another_pid_namespace_is_not_judged_here() -> None:
+    """Two CI agents in containers on one node share a host name, not a PID namespace: the
+    pid of the other one's run means nothing here, so only its TTL counts."""
+    other_ns = ME["controller_id"].replace("4026531836", "4026532511")
+    gone = lambda pid, start: False  # noqa: E731 - the pid is not in our /proc
+    assert not fleetlock.holder_is_dead(holder(controller="me", controller_id=other_ns), ME,
+                                        alive=gone)
+    other_boot = "aaaaaaaa" + ME["controller_id"][8:]
+    assert not fleetlock.holder_is_dead(holder(controller="me", controller_id=other_boot), ME,
+                                        alive=gone)
+    # a record without an identity (an older turnout) is never judged by its pid
+    assert not fleetlock.holder_is_dead(holder(controller="me"), ME, alive=gone)
+    # nor by a controller that cannot tell its own identity
+    assert not fleetlock.holder_is_dead(holder(controller="me", controller_id=ME[
+        "controller_id"]), {"controller": "me", "controller_id": None}, alive=gone)
+
+
+def test_controller_identity_is_the_boot_id_and_the_pid_namespace(tmp_path: Path) -> None:
+    boot = "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0\n"
+    assert fleetlock.identity_token(boot, "pid:[4026531836]") == ME["controller_id"]
+    assert fleetlock.identity_token("not-a-uuid", "pid:[4026531836]") is None
+    assert fleetlock.identity_token(boot, "mnt:[4026531840]") is None
+    mine = fleetlock.controller_id()
+    assert mine is not None and mine.endswith(
+        "/pidns-" + os.readlink("/proc/self/ns/pid")[5:-1])
+    assert lock.decide(None, req(controller_id=mine), NOW).record["controller_id"] == mine
+    assert fleetlock.controller_id(str(tmp_path / "missing")) is None
+
+
+def test_the_pid_namespace_part_differs_in_a_new_pid_namespace() -> None:
+    """What the drill relies on: unshare --pid gives another controller_id, same boot id."""
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "readlink",
+                           "/proc/self/ns/pid"], capture_output=True, text=True, timeout=30,
+                          check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot create a PID namespace here: {proc.stderr.strip()[:80]}")
+    other = fleetlock.identity_token(Path(fleetlock.BOOT_ID_PATH).read_text(),
+                                     proc.stdout.strip())
+    mine = fleetlock.controller_id()
+    assert other and mine and other != mine and other.split("/")[0] == mine.split("/")[0]
 
 
 def test_process_alive_for_this_process_and_not_for_a_reaped_child() -> None:
@@ -164,13 +237,54 @@ def test_a_zombie_holder_is_not_alive():
     assert fleetlock.process_alive(pid) is False
 
 
-def test_the_unlock_script_runs_without_turnout_installed(tmp_path: Path) -> None:
-    """invoke unlock ships this script to the LB, whose Python has no turnout package."""
+def run_script(request: dict, path: Path) -> dict:
+    """What invoke unlock and the heartbeat ship to the LB, run on a Python without turnout."""
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-"],
+                          input=fleetlock.lock_script(request, str(path)),
+                          capture_output=True, text=True, cwd=path.parent, timeout=30,
+                          check=False)
+    result = fleetlock.script_result(proc.stdout)
+    assert result is not None, proc.stderr
+    return result
+
+
+def test_the_lock_script_runs_without_turnout_installed(tmp_path: Path) -> None:
     path = tmp_path / "deploy.lock"
-    holder = {"owner": "jenkins:x", "run_id": "20261122T000000Z-abc", "action": "deploy"}
-    path.write_text(json.dumps(holder))
-    proc = subprocess.run(["/usr/bin/python3", "-I", "-"], input=fleetlock.unlock_script(str(path)),
-                          capture_output=True, text=True, cwd=tmp_path, timeout=30, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["owner"] == "jenkins:x"
+    held = {"owner": "jenkins:x", "run_id": "20261122T000000Z-abc", "action": "deploy"}
+    path.write_text(json.dumps(held))
+    result = run_script({"op": "break"}, path)
+    assert result["op"] == "remove" and result["previous"]["owner"] == "jenkins:x"
     assert not path.exists()
+
+
+def test_unlock_removes_only_the_holder_it_showed(tmp_path: Path) -> None:
+    """unlock shows a holder, asks, then breaks the lock by compare-and-swap on that run id:
+    a run that took the lock in between keeps it."""
+    assert lock.decide(holder("run-a"), {"op": "break", "expect_run_id": "run-a"}, NOW).op == \
+        "remove"
+    changed = lock.decide(holder("run-c"), {"op": "break", "expect_run_id": "run-a"}, NOW)
+    assert changed.op == "refuse" and "changed since it was shown" in changed.message
+    assert "run-c" in changed.message and "nothing was removed" in changed.message
+    assert lock.decide(None, {"op": "break", "expect_run_id": "run-a"}, NOW).op == "none"
+    corrupt = lock.parse("{not json")
+    assert lock.decide(corrupt, {"op": "break", "expect_run_id": corrupt["run_id"]}, NOW).op == \
+        "remove"
+    with pytest.raises(lock.LockError, match="expect_run_id"):
+        lock.decide(None, {"op": "break", "expect_run_id": "a b"}, NOW)
+    path = tmp_path / "deploy.lock"
+    lock.apply(req(run_id="run-c"), str(path), NOW)
+    result = run_script({"op": "break", "expect_run_id": "run-a"}, path)
+    assert result["op"] == "refuse" and json.loads(path.read_text())["run_id"] == "run-c"
+    result = run_script({"op": "break", "expect_run_id": "run-c"}, path)
+    assert result["op"] == "remove" and not path.exists()
+
+
+def test_a_heartbeat_through_the_lock_script(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.lock"
+    lock.apply(req(run_id="run-a"), str(path), NOW)
+    assert run_script(req("heartbeat", run_id="run-a"), path)["op"] == "write"
+    assert json.loads(path.read_text())["heartbeat_at"] != lock.format_ts(NOW)
+    lost = run_script(req("heartbeat", run_id="run-b"), path)
+    assert lost["op"] == "refuse" and "lost the deploy lock" in lost["message"]
+    bad = run_script({"op": "heartbeat"}, path)
+    assert "run_id must be" in bad["error"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from turnout import runner
+from turnout import inventory, runner
 
 REPO = Path(__file__).resolve().parents[2]
 WEAK = ("stricthostkeychecking=no", "stricthostkeychecking no", "userknownhostsfile=/dev/null",
@@ -71,3 +71,15 @@ def test_sha256_is_checked_on_the_host_before_the_release_is_unpacked() -> None:
     assert check < unpack, names
     deploy = (REPO / "roles/app_release/tasks/deploy.yml").read_text()
     assert deploy.index("stage") < deploy.index("activate")
+
+
+def test_ssh_control_sockets_live_in_a_directory_only_the_invoking_user_can_write() -> None:
+    """A socket in a directory another user can write is a connection that user controls:
+    Ansible and turnout's own ssh both use the per-user ~/.ansible/cp (0700)."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(REPO / "ansible.cfg")
+    directory = cfg.get("ssh_connection", "control_path_dir")
+    assert directory == inventory.CONTROL_DIR == "~/.ansible/cp"
+    assert cfg.get("ssh_connection", "control_path") == "%(directory)s/%%C"
+    for path in (REPO / "src").rglob("*.py"):
+        assert "/tmp/.turnout-cp" not in path.read_text(), path

@@ -4,6 +4,11 @@ A lab has a short name (it prefixes machine, bridge and veth names, which Linux 
 characters) and a private /24. Hosts: ``lbN`` at .1+N (1-3 load balancers), ``blueN`` at
 .10+N, ``greenN`` at .30+N; the bridge (host side) is .1. Several labs with different names
 and subnets can run at once.
+
+With ``user`` (``lab.up --user deploy``) every host also gets that user, with passwordless sudo
+and a key of its own, and the inventory connects as that user with become, as production
+does; root keeps the lab's own key, which only the lab's tooling uses (the inventory never
+has it, so nothing in turnout can log in as root there).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from turnout.errors import InputError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MAX_APP_HOSTS = 10
 MAX_LBS = 3
 DEFAULT_NAME = "lab"
@@ -47,9 +53,11 @@ class LabConfig:
     app_hosts: int = 2
     state_root: Path = field(default=DEFAULT_STATE_ROOT)
     lbs: int = 1
+    user: str = "root"  # who the inventory connects as; not root: sudo, become
 
     def __post_init__(self) -> None:
         validate_name(self.name)
+        validate_user(self.user)
         validate_app_hosts(self.app_hosts)
         validate_lbs(self.lbs)
         validate_subnet(self.subnet)
@@ -73,6 +81,11 @@ class LabConfig:
     @property
     def key_file(self) -> Path:
         return self.state_dir / "id_ed25519"
+
+    @property
+    def user_key_file(self) -> Path:
+        """The key the inventory logs in with: the lab key as root, else the user's own."""
+        return self.key_file if self.user == "root" else self.state_dir / f"{self.user}_ed25519"
 
     @property
     def known_hosts(self) -> Path:
@@ -123,6 +136,18 @@ def validate_lbs(count: object) -> int:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_LBS:
         raise InputError(f"--lbs must be a whole number from 1 to {MAX_LBS} (got {count!r})")
     return count
+
+
+def validate_user(user: object) -> str:
+    if not isinstance(user, str) or not USER_RE.match(user):
+        raise InputError(f"invalid lab user {user!r}: use a Unix user name such as 'deploy' "
+                         "(lowercase letters, digits, '_' or '-')")
+    return user
+
+
+def sudoers_line(user: str) -> str:
+    """/etc/sudoers.d/ entry for the lab user: root without a password, like a deploy user."""
+    return f"{validate_user(user)} ALL=(ALL:ALL) NOPASSWD: ALL\n"
 
 
 def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
@@ -197,11 +222,14 @@ def inventory(config: LabConfig) -> dict:
     for host in config.hosts():
         by_group[host.group][host.name] = {"ansible_host": host.address}
     common_args = " ".join(ssh_options(config, key=False))  # key has its own variable
+    connection = {"ansible_user": config.user,
+                  "ansible_ssh_private_key_file": str(config.user_key_file)}
+    if config.user != "root":
+        connection["ansible_become"] = True
     return {
         "all": {
             "vars": {
-                "ansible_user": "root",
-                "ansible_ssh_private_key_file": str(config.key_file),
+                **connection,
                 "ansible_ssh_common_args": common_args,
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "turnout_lab_name": config.name,

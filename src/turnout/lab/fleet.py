@@ -34,6 +34,7 @@ from turnout.lab.config import (
     network_unit,
     ssh_config_text,
     ssh_options,
+    sudoers_line,
 )
 
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
@@ -152,9 +153,11 @@ def _ensure_keys(config: LabConfig, hosts: list[LabHost]) -> dict[str, str]:
     """The lab's client key, and one ed25519 host key per host (public halves returned)."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.state_dir, 0o700)
-    if not config.key_file.exists():
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"turnout-{config.name}",
-              "-f", str(config.key_file)])
+    for key_file, comment in {config.key_file: f"turnout-{config.name}",
+                              config.user_key_file: f"{config.user}@turnout-{config.name}"}.items():
+        if not key_file.exists():
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+                  "-f", str(key_file)])
     keys_dir = config.state_dir / "hostkeys"
     keys_dir.mkdir(exist_ok=True)
     public: dict[str, str] = {}
@@ -196,7 +199,29 @@ def _prepare_root(config: LabConfig, host: LabHost, base_root: Path) -> Path:
     put("etc/ssh/ssh_host_ed25519_key.pub", key.with_suffix(".pub").read_bytes(), 0o644)
     _run(["mount", "-t", "overlay", "overlay", "-o",
           f"lowerdir={base_root},upperdir={upper},workdir={work}", str(root)])
+    if config.user != "root":
+        _add_user(config, root)
     return root
+
+
+def _add_user(config: LabConfig, root: Path) -> None:
+    """The lab user on a host's (mounted, not yet booted) root: a home, its own key, and
+    passwordless sudo, as a production deploy user has."""
+    _run(["useradd", "--root", str(root), "--create-home", "--user-group", "--shell",
+          "/bin/bash", config.user])
+    entry = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines()
+                 if line.split(":")[0] == config.user)
+    uid, gid, home = int(entry[2]), int(entry[3]), root / entry[5].lstrip("/")
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(config.user_key_file.with_suffix(".pub").read_text())
+    keys.chmod(0o600)
+    for path in (ssh_dir, keys):
+        os.chown(path, uid, gid)
+    sudoers = root / "etc/sudoers.d" / f"turnout-{config.user}"
+    sudoers.write_text(sudoers_line(config.user))
+    sudoers.chmod(0o440)
 
 
 def _cgroup_dirs(machine: str) -> list[Path]:
@@ -331,11 +356,15 @@ def up(config: LabConfig, inventory_dir: Path | None, log=sys.stderr) -> bool:
     if state and state.get("subnet") != config.subnet:
         raise InputError(f"lab '{config.name}' is up on {state.get('subnet')}, not "
                          f"{config.subnet}: run 'invoke lab.down --name {config.name}' first")
+    if state.get("hosts") and state.get("user", "root") != config.user:
+        raise InputError(f"lab '{config.name}' is up with user {state.get('user', 'root')}, "
+                         f"not {config.user}: run 'invoke lab.down --name {config.name}' first")
     base_root = base.ensure_base(log=log)
     _raise_kernel_limits(log)
     changed = False
     state.setdefault("name", config.name)
     state["subnet"] = config.subnet
+    state["user"] = config.user
     state.setdefault("hosts", {})
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if not _is_mountpoint(NSPAWN_RUNTIME):

@@ -14,6 +14,7 @@ from turnout.lab.config import (
     known_hosts_lines,
     network_unit,
     ssh_config_text,
+    sudoers_line,
 )
 
 
@@ -102,3 +103,22 @@ def test_find_mirror_deb822_and_one_line_formats(tmp_path: Path):
 def test_recipe_hash_is_stable():
     assert base.recipe_hash() == base.recipe_hash()
     assert len(base.recipe_hash()) == 16
+
+
+def test_a_lab_with_a_deploy_user_connects_as_it_with_become_and_its_own_key(tmp_path):
+    config = LabConfig(name="u", subnet="10.231.77.0/24", state_root=tmp_path, user="deploy")
+    data = inventory(config)["all"]["vars"]
+    assert data["ansible_user"] == "deploy" and data["ansible_become"] is True
+    assert data["ansible_ssh_private_key_file"] == str(tmp_path / "u" / "deploy_ed25519")
+    assert config.user_key_file != config.key_file  # the root key is the lab's, not turnout's
+    assert "StrictHostKeyChecking=yes" in data["ansible_ssh_common_args"]
+    assert sudoers_line("deploy") == "deploy ALL=(ALL:ALL) NOPASSWD: ALL\n"
+    root = inventory(LabConfig(state_root=tmp_path))["all"]["vars"]
+    assert root["ansible_user"] == "root" and "ansible_become" not in root
+    assert root["ansible_ssh_private_key_file"] == str(tmp_path / "lab" / "id_ed25519")
+
+
+@pytest.mark.parametrize("user", ["", "Deploy", "de ploy", "x;id", "a" * 33, 7])
+def test_bad_lab_users(user):
+    with pytest.raises(InputError, match="invalid lab user"):
+        LabConfig(user=user)
