@@ -37,7 +37,8 @@ options:
   release_map: {description: The map naming each backend's release., type: path}
   state_path: {description: The fleet release state file., type: path}
   pool: {description: The pool to wait for, set, name in the release map or canary., type: str}
-  servers: {description: Servers of the pool that must be UP (wait)., type: list, elements: str}
+  servers: {description: Servers of the pool that must be UP (wait), be idle (idle) or are set (server_state)., type: list, elements: str}
+  server_state: {description: The state server_state sets., type: str, choices: [drain, ready, maint]}
   timeout_s: {description: Deadline of wait, seconds., type: int, default: 30}
   retries: {description: Tries of set map + show map (set)., type: int, default: 10}
   url: {description: URL requested through the LB (verify)., type: str}
@@ -388,6 +389,7 @@ def main() -> None:
             "max_errors": {"type": "int", "default": 0},
             "state": {"type": "dict"},
             "missing_ok": {"type": "bool", "default": False},
+            "server_state": {"type": "str", "choices": ["drain", "ready", "maint"]},
         },
         required_if=[("op", "wait", ("pool",)), ("op", "set", ("pool",)),
                      ("op", "verify", ("url",)), ("op", "release", ("pool", "version",

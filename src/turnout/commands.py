@@ -86,9 +86,13 @@ def _traffic(env: Environment, fleet_facts: facts.FleetFacts) -> traffic.Traffic
 
 
 def provision(env_name: str, verbose: bool = False) -> None:
-    """Configure the LB and the app hosts (site.yml); safe to re-run."""
+    """Configure the LBs and the app hosts (site.yml, under the deploy lock; live hosts one at
+    a time, drained first when their change restarts the app); safe to re-run."""
     env = environment(env_name)
-    result = _run("site", env, {}, verbose)
+    _precheck_lock(env, "provision")
+    result = _run("site", env, {"turnout_run_id": new_run_id(datetime.now(UTC)),
+                                "turnout_deployed_by": deployed_by()}, verbose)
+    _raise_if_lock_refused(env, result)
     if not result.ok:
         hosts = ", ".join(result.failed_hosts + result.unreachable_hosts) or "a host"
         raise DeployFailed(f"provisioning {env.name} failed on {hosts}: "
