@@ -8,7 +8,6 @@ definition without the secrets' values; a bad definition fails with one line nam
 
 from __future__ import annotations
 
-import os
 
 from ansible.plugins.action import ActionBase
 
@@ -39,15 +38,10 @@ class ActionModule(ActionBase):
         except InputError as error:
             result.update(failed=True, msg=str(error))
             return result
-        base = str(self._task.args["inventory_dir"])
-        for index, template in enumerate(app.templates):
-            path = template.src if os.path.isabs(template.src) else os.path.join(base,
-                                                                                  template.src)
-            if not os.path.isfile(path):
-                result.update(failed=True, msg=(
-                    f"turnout_app.templates[{index}].src: {template.src} not found (looked in "
-                    f"{base}); put the template beside the inventory or fix the path "
-                    "(see docs/app.md)"))
-                return result
+        try:
+            appdef.check_templates(app, str(self._task.args["inventory_dir"]))
+        except InputError as error:
+            result.update(failed=True, msg=str(error))
+            return result
         result.update(changed=False, app=app.as_facts())
         return result

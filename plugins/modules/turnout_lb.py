@@ -37,8 +37,13 @@ options:
   release_map: {description: The map naming each backend's release., type: path}
   state_path: {description: The fleet release state file., type: path}
   pool: {description: The pool to wait for, set, name in the release map or canary., type: str}
-  servers: {description: Servers of the pool that must be UP (wait), be idle (idle) or are set (server_state)., type: list, elements: str}
-  server_state: {description: The state server_state sets., type: str, choices: [drain, ready, maint]}
+  servers:
+    description: Servers of the pool that must be UP (wait), be idle (idle) or are set
+      (server_state).
+    type: list
+    elements: str
+  server_state: {description: The state server_state sets., type: str,
+                 choices: [drain, ready, maint]}
   timeout_s: {description: Deadline of wait, seconds., type: int, default: 30}
   retries: {description: Tries of set map + show map (set)., type: int, default: 10}
   url: {description: URL requested through the LB (verify)., type: str}
@@ -255,9 +260,9 @@ def op_verify(module) -> dict:
                     version = None
             responses.append({"status": answer.status, "version": version,
                               "backend": answer.getheader("X-Turnout-Backend"),
-                              "headers": dict(answer.getheaders()), "body": body[:4096]})
-            if answer.getheader("Connection", "").lower() == "close":
-                conn.close()
+                              "headers": dict(answer.getheaders()), "body": body})
+            if answer.getheader("Connection", "").lower() == "close" or not answer.isclosed():
+                conn.close()  # a body longer than is read: a new connection next
                 conn = None
         except (OSError, http.client.HTTPException) as error:
             responses.append({"status": 0, "version": None, "error": str(error)})

@@ -204,8 +204,6 @@ def op_stage(module, p) -> dict:
                         tar.extract(member, tmp, set_attrs=True, filter="tar")
                     except TypeError:
                         tar.extract(member, tmp, set_attrs=True)
-            with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
-                handle.write(p["sha256"] + "\n")
             os.chmod(tmp, 0o755)
             os.replace(tmp, release_dir)
         except (ReleaseError, tarfile.TarError, OSError) as error:
@@ -223,6 +221,10 @@ def op_stage(module, p) -> dict:
                 module.fail_json(msg=f"the build step failed (exit {proc.returncode}): "
                                  f"{' / '.join(tail)[:400]}", steps=steps)
             steps.append("build")
+        # written last: a release whose unpack or build was interrupted has no marker and is
+        # unpacked and built again by the next run
+        with open(os.path.join(release_dir, MARKER), "w", encoding="utf-8") as handle:
+            handle.write(p["sha256"] + "\n")
     else:
         steps.append("already built")
     version_file = read_text(os.path.join(release_dir, "VERSION"))
@@ -268,9 +270,9 @@ def op_activate(module, p) -> dict:
     artifacts = os.path.join(root, "artifacts")
     for name in prune(mtimes, version, p["keep"]):
         shutil.rmtree(os.path.join(releases_dir, name), ignore_errors=True)
-        for kept in os.listdir(artifacts):
-            if f"-{name}." in kept:  # the artifact of the pruned release
-                os.unlink(os.path.join(artifacts, kept))
+        pruned = p["artifact"].replace(version, name, 1) if version in p["artifact"] else None
+        if pruned and os.path.exists(os.path.join(artifacts, pruned)):  # its artifact
+            os.unlink(os.path.join(artifacts, pruned))
         steps.append(f"prune {name}")
     return {"changed": changed, "steps": steps, "diff": diff}
 

@@ -68,6 +68,9 @@ from ansible.module_utils.turnout_smoke import (  # noqa: E402
 )
 
 
+# Bytes of a response body that are checked (version regex or JSON, contains).
+BODY_LIMIT = 1 << 16
+
 class Client:
     """One keep-alive HTTP connection to one host, reopened after an error."""
 
@@ -83,10 +86,10 @@ class Client:
                                                        timeout=self.timeout)
             self.conn.request("GET", path)
             answer = self.conn.getresponse()
-            body = answer.read(1 << 20).decode(errors="replace")
-            headers = {k: v for k, v in answer.getheaders()}
-            if answer.getheader("Connection", "").lower() == "close":
-                self.close()
+            body = answer.read(BODY_LIMIT).decode(errors="replace")  # the check after the
+            headers = {k: v for k, v in answer.getheaders()}  # flip reads as much (turnout_lb)
+            if answer.getheader("Connection", "").lower() == "close" or not answer.isclosed():
+                self.close()  # a longer body is not read to its end: a new connection next
             return answer.status, body, headers, time.monotonic() - started
         except (OSError, http.client.HTTPException) as error:
             self.close()

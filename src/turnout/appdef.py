@@ -9,6 +9,7 @@ paths derived from the name) or raises InputError naming the key and the fix.
 
 from __future__ import annotations
 
+import os.path
 import re
 import shlex
 from collections.abc import Mapping
@@ -22,7 +23,25 @@ ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL")
 VERSION_KINDS = ("json", "header", "regex", "command")
 # Environment variables turnout sets itself; a team's env or secrets may not take them.
-RESERVED_ENV = ("APP_PORT", "APP_BIND", "APP_POOL", "APP_HOST", "APP_VERSION", "APP_RELEASE_DIR")
+RESERVED_ENV = ("APP_PORT", "APP_BIND", "APP_POOL", "APP_HOST", "APP_RELEASE_DIR")
+# Directories of the system that turnout must never own or hand to the app user (root and
+# writable must be below one of them, e.g. /srv/<name>, /var/lib/<name>, /opt/<name>).
+SYSTEM_DIRS = frozenset((
+    "", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr",
+    "/var", "/var/lib", "/var/log", "/var/cache", "/var/tmp", "/var/spool", "/var/run",
+    "/var/opt", "/var/local", "/var/mail", "/usr/local", "/usr/lib", "/usr/bin", "/usr/sbin",
+    "/usr/share", "/usr/local/bin", "/usr/local/lib", "/usr/local/sbin", "/usr/local/share"))
+# Trees inside which nothing may be owned or made writable for the app.
+SYSTEM_TREES = ("/etc/", "/proc/", "/sys/", "/dev/", "/boot/", "/run/", "/usr/", "/bin/",
+                "/sbin/", "/lib/", "/lib64/", "/root/")
+
+
+def system_dir(path: str) -> bool:
+    """True for a directory of the system (or inside /etc, /usr, /proc, ...)."""
+    normal = "/" + "/".join(part for part in path.split("/") if part and part != ".")
+    normal = "" if normal == "/" else normal
+    return normal in SYSTEM_DIRS or any((normal + "/").startswith(tree) for tree in SYSTEM_TREES)
 DEFAULT_NAME = "app"
 # How turnout.inventory reads an ansible-vault value (it never decrypts one).
 VAULT_PLACEHOLDER = "<vault>"
@@ -122,7 +141,8 @@ class AppDef:
     def working_directory(self) -> str:
         if self.workdir.startswith("/"):
             return self.workdir
-        rel = self.workdir.strip("/").removeprefix("./").strip(".")
+        rel = self.workdir.removeprefix("./").strip("/")
+        rel = "" if rel == "." else rel
         return f"{self.root}/current" + (f"/{rel}" if rel else "")
 
     def artifact_name(self, version: str) -> str:
@@ -221,8 +241,7 @@ def validate(value: Any) -> AppDef:
         raise check.fail("user", f"{user!r} cannot run the app",
                          "give an unprivileged user name (lowercase letters, digits, '-')")
     root = check.text(raw.get("root", f"/srv/{name}"), "root", empty=False)
-    if not root.startswith("/") or ".." in root.split("/") or root.rstrip("/") in (
-            "", "/etc", "/usr", "/bin", "/var", "/home", "/root"):
+    if not root.startswith("/") or ".." in root.split("/") or system_dir(root):
         raise check.fail("root", f"{root!r} is not a directory turnout can own",
                          "give an absolute directory of its own, e.g. /srv/<name>")
     start = check.text(raw.get("start", DEFAULT_START if name == DEFAULT_NAME else ""),
@@ -273,9 +292,13 @@ def validate(value: Any) -> AppDef:
                      enumerate(_list(check, raw.get("writable"), "writable")))
     artifact = check.text(raw.get("artifact", "{name}-{version}.tar.gz"), "artifact",
                           empty=False)
-    if "{version}" not in artifact or "/" in artifact:
+    fields = set(re.findall(r"\{([^{}]*)\}", artifact))
+    if "{version}" not in artifact or "/" in artifact or not fields <= {"name", "version"} \
+            or re.sub(r"\{(name|version)\}", "", artifact).count("{") \
+            or re.sub(r"\{(name|version)\}", "", artifact).count("}"):
         raise check.fail("artifact", f"{artifact!r} is not a file name with {{version}}",
-                         "use e.g. {name}-{version}.tar.gz")
+                         "use e.g. {name}-{version}.tar.gz (only {name} and {version} "
+                         "are filled in)")
     workers = check.mapping(raw.get("workers"), "workers", ("check", "start"))
     if workers and not check.text(workers.get("check"), "workers.check").strip():
         raise check.fail("workers.check", "is missing",
@@ -304,8 +327,9 @@ def validate(value: Any) -> AppDef:
 def _smoke_check(check: _Checker, index: int, item: Any) -> Check:
     key = f"checks[{index}]"
     raw = check.mapping(item, key, ("name", "path", "status", "contains"))
-    return Check(name=check.text(raw.get("name", raw.get("path")), f"{key}.name", empty=False),
-                 path=_url_path(check, raw.get("path"), f"{key}.path"),
+    path = _url_path(check, raw.get("path"), f"{key}.path")
+    return Check(name=check.text(raw.get("name", path), f"{key}.name", empty=False),
+                 path=path,
                  status=check.number(raw.get("status", 200), f"{key}.status", 100, 599),
                  contains=check.text(raw.get("contains", ""), f"{key}.contains"))
 
@@ -369,8 +393,7 @@ def _url_path(check: _Checker, value: Any, key: str) -> str:
 
 def _writable(check: _Checker, index: int, item: Any) -> str:
     path = check.text(item, f"writable[{index}]", empty=False)
-    if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") in (
-            "", "/etc", "/usr", "/bin", "/boot", "/root"):
+    if not path.startswith("/") or ".." in path.split("/") or system_dir(path):
         raise check.fail(f"writable[{index}]", f"{path!r} cannot be made writable",
                          "give an absolute directory of the app's own, e.g. /var/lib/<name>")
     return path
@@ -434,3 +457,14 @@ def version_from(check: VersionCheck, status: int, body: str,
             return None
         return match.group(1) if match.groups() else match.group(0)
     return body.strip().splitlines()[-1].strip() if body.strip() else None
+
+
+def check_templates(app: AppDef, base: str) -> None:
+    """Every template source the definition names exists (relative ones beside the
+    inventory, in ``base``); InputError naming the first that does not."""
+    for index, template in enumerate(app.templates):
+        path = template.src if os.path.isabs(template.src) else os.path.join(base, template.src)
+        if not os.path.isfile(path):
+            raise InputError(f"turnout_app.templates[{index}].src: {template.src} not found "
+                             f"(looked in {base}); put the template beside the inventory or "
+                             "fix the path (see docs/app.md)")

@@ -234,7 +234,7 @@ def find_artifact(version: str, dist_dir: Path, file_name: str | None = None) ->
 def release_notes(archive: Path, limit: int = 4000) -> str | None:
     """The RELEASE_NOTES.md inside a built artifact (first `limit` characters), or None."""
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with tarfile.open(archive, "r:*") as tar:
             for member in tar.getmembers():
                 if member.isfile() and member.name.rsplit("/", 1)[-1] == "RELEASE_NOTES.md":
                     handle = tar.extractfile(member)

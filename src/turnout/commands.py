@@ -89,6 +89,7 @@ def provision(env_name: str, verbose: bool = False) -> None:
     """Configure the LBs and the app hosts (site.yml, under the deploy lock; live hosts one at
     a time, drained first when their change restarts the app); safe to re-run."""
     env = environment(env_name)
+    app_of(env)  # a bad app definition: exit 2 before any host is touched
     _precheck_lock(env, "provision")
     result = _run("site", env, {"turnout_run_id": new_run_id(datetime.now(UTC)),
                                 "turnout_deployed_by": deployed_by()}, verbose)
@@ -123,7 +124,9 @@ def check_hooks(env: Environment) -> dict[str, str]:
 def app_of(env: Environment) -> appdef.AppDef:
     """The environment's app definition (turnout_app), checked (InputError when bad)."""
     hosts = env.app_hosts()
-    return facts.host_app(hosts[0]) if hosts else appdef.validate(None)
+    app = facts.host_app(hosts[0]) if hosts else appdef.validate(None)
+    appdef.check_templates(app, str(env.hosts_file.parent))
+    return app
 
 
 def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool = False,
@@ -385,6 +388,7 @@ def smoke(env_name: str, pool: str = "idle", verbose: bool = False) -> None:
     if pool not in SMOKE_POOLS:
         raise InputError(f"--pool must be one of {', '.join(SMOKE_POOLS)} (got {pool!r})")
     env = environment(env_name)
+    app_of(env)
     result = _run("smoke", env, {"turnout_pool": pool}, verbose)
     if not result.ok:
         raise DeployFailed(f"smoke test of the {pool} pool of {env.name} failed: "

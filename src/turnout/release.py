@@ -49,15 +49,21 @@ def prune(releases: Mapping[str, float], current: str | None, keep: int) -> list
     return ordered[max(keep - 1, 0):]
 
 
-def _quote(value: str) -> str:
-    """A value for systemd's Environment= / EnvironmentFile= (double quotes, escapes)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+def _quote(value: str, specifiers: bool = True) -> str:
+    """A double-quoted value for systemd: ``Environment=`` (unit file: ``%`` starts a specifier,
+    so it is doubled) or, with ``specifiers=False``, an ``EnvironmentFile=`` line (no
+    specifiers). Backslash and double quote are escaped; ``$`` is literal in both (systemd
+    expands no variables there) and is escaped as ``\\$`` only in the env file, whose parser
+    reads ``\\$`` as ``$``."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = escaped.replace("%", "%%") if specifiers else escaped.replace("$", "\\$")
     return f'"{escaped}"'
 
 
 def env_file(secrets: Mapping[str, str]) -> str:
     """The 0600 env file systemd reads (EnvironmentFile=): one NAME="value" per secret."""
-    return "".join(f"{name}={_quote(str(value))}\n" for name, value in sorted(secrets.items()))
+    return "".join(f"{name}={_quote(str(value), specifiers=False)}\n"
+                   for name, value in sorted(secrets.items()))
 
 
 def unit(app: Mapping[str, Any], pool: str, host: str, worker: bool = False) -> str:

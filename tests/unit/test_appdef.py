@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from turnout import appdef
+from turnout import appdef, release
 from turnout.errors import InputError
 
 
@@ -78,3 +78,43 @@ def test_a_bad_definition_is_one_line_naming_the_key(value, match):
 def test_the_version_an_answer_reports(check, status, body, headers, found):
     parsed = appdef.validate({"version": check}).version
     assert appdef.version_from(parsed, status, body, headers) == found
+
+
+@pytest.mark.parametrize("path", ["/tmp", "/var", "/var/lib", "/srv", "/opt", "/home",
+                                  "/usr/local", "/etc/app", "/run/app", "/proc/1", "/"])
+def test_a_system_directory_is_neither_the_root_nor_writable(path: str) -> None:
+    with pytest.raises(InputError, match=r"turnout_app\.root: "):
+        appdef.validate({"root": path})
+    with pytest.raises(InputError, match=r"turnout_app\.writable\[0\]: "):
+        appdef.validate({"writable": [path]})
+
+
+@pytest.mark.parametrize("path", ["/srv/app", "/var/lib/catalog", "/opt/site"])
+def test_a_directory_of_the_apps_own_is_fine(path: str) -> None:
+    assert appdef.validate({"root": path, "writable": [path + "/data"]}).root == path
+
+
+def test_a_workdir_keeps_its_dots() -> None:
+    app = appdef.validate({"workdir": "./.venv"})
+    assert app.working_directory() == "/srv/app/current/.venv"
+    assert appdef.validate({"workdir": "."}).working_directory() == "/srv/app/current"
+
+
+@pytest.mark.parametrize("pattern", ["{name}-{version}-{arch}.tar.gz", "{version}.tar.gz}",
+                                     "{name}-{{version}}.tgz"])
+def test_an_artifact_pattern_fills_in_only_name_and_version(pattern: str) -> None:
+    with pytest.raises(InputError, match=r"turnout_app\.artifact: "):
+        appdef.validate({"artifact": pattern})
+
+
+def test_a_check_without_a_path_names_the_path() -> None:
+    with pytest.raises(InputError, match=r"turnout_app\.checks\[0\]\.path: "):
+        appdef.validate({"checks": [{"name": "root page"}]})
+
+
+def test_env_values_and_secrets_reach_the_app_unchanged() -> None:
+    """systemd reads % in Environment= as a specifier and \\$ in an env file as $; values
+    are written so that both arrive as given (checked on a real host: docs/app.md)."""
+    unit = release.unit(appdef.validate({"env": {"A": 'x$y%z"w\\v'}}).as_facts(), "blue", "h")
+    assert 'Environment=A="x$y%%z\\"w\\\\v"' in unit
+    assert release.env_file({"S": 'p$w%d'}) == 'S="p\\$w%d"\n'
