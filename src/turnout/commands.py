@@ -412,7 +412,7 @@ def collect(env: Environment) -> tuple[dict[str, Any], list[report.Row], list[st
     data = manifest.load(env.manifest_path)
     fleet_facts = facts.gather(env)
     lbs = {name: lb.as_report_input() for name, lb in fleet_facts.lbs.items()}
-    rows = report.build_rows(data, fleet_facts.hosts, lbs, env.pool_names())
+    rows = report.build_rows(data, fleet_facts.hosts, lbs, env.pool_names(), env.worker_names())
     fleet = report.fleet_drift(data, fleet_facts.hosts, lbs, env.pool_names())
     fleet += report.release_state_drift(
         {name: lb.fleet_state for name, lb in fleet_facts.lbs.items() if not lb.error},

@@ -176,7 +176,7 @@ def host_release(host: Host) -> dict[str, Any]:
 def gather(env: Environment) -> FleetFacts:
     """Query every load balancer and every app host in parallel."""
     started = time.monotonic()
-    hosts = env.app_hosts()
+    hosts = [*env.app_hosts(), *env.worker_hosts()]
     with ThreadPoolExecutor(max_workers=min(32, len(hosts) + len(env.lb))) as pool:
         lb_futures = {lb.name: pool.submit(lb_facts, lb) for lb in env.lb}
         releases = dict(zip([h.name for h in hosts], pool.map(host_release, hosts), strict=True))
