@@ -27,7 +27,7 @@ def ssh(lab, host: str, command: str) -> subprocess.CompletedProcess[str]:
 def test_ansible_ping_through_ansible_runner_with_host_key_checking(lab):
     result = runner.run_module(lab.hosts_file, "all", "ansible.builtin.ping")
     assert result.ok, result.failure_messages
-    assert sorted(result.stats) == ["blue1", "blue2", "green1", "green2", "lb1"]
+    assert sorted(result.stats) == ["blue1", "blue2", "green1", "green2", "lb1", "lb2"]
     assert all(s.ok == 1 and s.failures == 0 for s in result.stats.values())
 
 
@@ -76,7 +76,7 @@ def test_lab_status_task(lab):
     proc = invoke("lab.status", "--name", lab.config.name, "--subnet", lab.config.subnet)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:]]
-    assert [r[0] for r in rows] == ["lb1", "blue1", "blue2", "green1", "green2"]
+    assert [r[0] for r in rows] == ["lb1", "lb2", "blue1", "blue2", "green1", "green2"]
     assert all(r[3:] == ["yes", "up", "running"] for r in rows)
 
 
