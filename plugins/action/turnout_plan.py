@@ -27,7 +27,9 @@ options:
   inputs:
     description: What a deploy ships (turnout_deploy) or, for a promote, {max_age_s}.
     type: dict
-  app: {description: The checked app definition (its artifact file name)., type: dict}
+  app:
+    description: The checked app definition (its artifact file name).
+    type: dict
     default: {}
 """
 
