@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -1d /root/.pyenv/versi
 VENV := .venv
 BIN := $(VENV)/bin
 INVOKE := $(BIN)/invoke
-APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium groovy
+APT_PACKAGES := debootstrap systemd-container iproute2 openssh-client socat curl wrk hey chromium groovy busybox-static
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help deps apt venv tools demo test unit integration lint molecule bench clean
@@ -17,6 +17,7 @@ help: ## list targets
 deps: apt venv ## install system packages and the virtualenv (from requirements.lock)
 
 # groovy compiles the Jenkinsfile in the unit tests (Debian's 2.4.21 is the Groovy Jenkins runs);
+# busybox-static is the static binary examples/site ships (invoke build --example site);
 # npm installs `make tools`. npm goes by command, not by package: NodeSource's nodejs carries its
 # own npm and conflicts with Debian's.
 apt: ## install the Debian packages the lab and tests need

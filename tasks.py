@@ -101,13 +101,16 @@ VERBOSE_HELP = "show Ansible's full output instead of progress lines"
 
 
 @task(help={"version": "version to build, e.g. 1.4.2",
-            "broken": "build a deliberately broken release for tests: unhealthy, "
-                      "wrong-version, crash or slow",
+            "example": "which example service: app (the sample app, default), catalog (Flask "
+                       "and gunicorn, wheels bundled) or site (busybox httpd)",
+            "broken": "build a deliberately broken release of the sample app for tests: "
+                      "unhealthy, wrong-version, crash or slow",
             "notes": "release notes text to include"})
 @cli.guarded
-def build(c: Context, version: str, broken: str = "", notes: str = "") -> None:
-    """Build dist/app-VERSION.tar.gz (byte-for-byte reproducible) and its .sha256 file."""
-    commands.build(version, broken=broken, notes=notes)
+def build(c: Context, version: str, broken: str = "", notes: str = "",
+          example: str = "app") -> None:
+    """Build dist/<example>-VERSION.tar.gz (byte-for-byte reproducible) and its .sha256."""
+    commands.build(version, broken=broken, notes=notes, example=example)
 
 
 @task(help={"env": ENV_HELP, "verbose": VERBOSE_HELP})
@@ -117,7 +120,12 @@ def provision(c: Context, env: str, verbose: bool = False) -> None:
     commands.provision(env, verbose=verbose)
 
 
-@task(help={"env": ENV_HELP, "version": "version to deploy; dist/app-VERSION.tar.gz must exist",
+@task(help={"env": ENV_HELP,
+            "version": "version to deploy; its artifact is dist/<name>-VERSION.tar.gz (the app "
+                       "definition's artifact name) unless --artifact names another",
+            "artifact": "the artifact to deploy: a path, or an http(s) URL fetched once into "
+                        "dist/ (needs --sha256); any tarball layout",
+            "sha256": "the artifact's sha256 (64 hex); default the .sha256 file beside it",
             "from": "deploy the artifact live on this environment instead (found in dist/ "
                     "by its sha256), e.g. --from staging",
             "approval": "stop after staging and smoke tests, print the release overview and "
@@ -130,10 +138,11 @@ def provision(c: Context, env: str, verbose: bool = False) -> None:
             "verbose": VERBOSE_HELP})
 @cli.guarded
 def deploy(c: Context, env: str, version: str = "", from_: str = "", approval: bool = False,
-           canary: str = "", check: bool = False, verbose: bool = False) -> None:
+           canary: str = "", check: bool = False, verbose: bool = False, artifact: str = "",
+           sha256: str = "") -> None:
     """Stage VERSION on the idle pool, smoke-test it, flip HAProxy, verify, record."""
     commands.deploy(env, version, check=check, verbose=verbose, source_env=from_,
-                    approval=approval, canary=canary)
+                    approval=approval, canary=canary, artifact=artifact, sha256=sha256)
 
 
 @task(help={"env": ENV_HELP, "check": "print what would be promoted; change nothing",

@@ -18,7 +18,9 @@ short_description: Check a deploy's version, artifact and sha256 (returned as tu
 options:
   version: {description: The version to deploy (turnout_version)., type: str}
   artifact:
-    description: The artifact; default <dist_dir>/app-<version>.tar.gz.
+    description: >-
+      The artifact, a path or an http(s) URL (fetched into dist_dir once, sha256 required);
+      default <dist_dir>/ and the app definition's artifact name (app-<version>.tar.gz).
     type: str
   sha256:
     description: Its expected sha256; default the first word of <artifact>.sha256.
@@ -26,6 +28,7 @@ options:
   dist_dir: {description: Where built artifacts are., type: str, required: true}
   canary: {description: Canary steps (list or "10,50")., type: raw}
   release_notes: {description: Release notes; default RELEASE_NOTES.md in the artifact., type: str}
+  app: {description: The checked app definition (its artifact file name)., type: dict}
 """
 
 EXAMPLES = r"""
@@ -48,7 +51,7 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("version", "artifact", "sha256", "dist_dir", "canary",
-                             "release_notes"))
+                             "release_notes", "app"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -59,9 +62,16 @@ class ActionModule(ActionBase):
 
         args = self._task.args
         canary = args.get("canary")
+        app = args.get("app") or {}
+        version = args.get("version")
+        file_name = None
+        if app and isinstance(version, str):
+            file_name = str(app.get("artifact", "{name}-{version}.tar.gz")).format(
+                name=app.get("name", "app"), version=version)
         try:
-            shipped = artifact.check_deploy_inputs(args.get("version"), args.get("artifact"),
-                                                   args.get("sha256"), Path(args["dist_dir"]))
+            shipped = artifact.check_deploy_inputs(version, args.get("artifact"),
+                                                   args.get("sha256"), Path(args["dist_dir"]),
+                                                   file_name)
             if canary in (None, "", []):
                 steps = []
             else:

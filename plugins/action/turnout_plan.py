@@ -27,6 +27,9 @@ options:
   inputs:
     description: What a deploy ships (turnout_deploy) or, for a promote, {max_age_s}.
     type: dict
+  app:
+    description: The checked app definition (its artifact file name).
+    type: dict
     default: {}
 """
 
@@ -50,14 +53,16 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def _with_artifact(planned, dist_dir):
+def _with_artifact(planned, dist_dir, app):
     """A rollback that must restage its release needs its artifact: found in dist/ by sha256
     (build once, deploy everywhere), else the plan is refused."""
     from turnout import artifact
     from turnout.errors import InputError
 
     try:
-        found = artifact.find_by_sha256(planned["to_sha256"], dist_dir)
+        found = artifact.find_by_sha256(planned["to_sha256"], dist_dir,
+                                        str(app.get("artifact") or "{name}-{version}.tar.gz"),
+                                        str(app.get("name") or "app"))
     except InputError as error:
         return {**planned, "refused": f"cannot restage {planned.get('to_version')}: {error}"}
     return {**planned, "artifact": str(found.path)}
@@ -67,7 +72,7 @@ class ActionModule(ActionBase):
     """Plan the run from the facts the discover phase set."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("action", "manifest", "inputs", "dist_dir"))
+    _VALID_ARGS = frozenset(("action", "manifest", "inputs", "dist_dir", "app"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -86,8 +91,9 @@ class ActionModule(ActionBase):
             read = _plain(hostvars[name].get("pool_switch_lb"))
             lbs[name] = traffic.lb_view(name, read or {"error": "not read in the discover "
                                                                 "phase (unreachable?)"})
+        workers = {pool: list(groups.get(f"{pool}_workers") or []) for pool in POOLS}
         releases = {host: _plain(hostvars[host].get("app_release_current"))
-                    for pool in POOLS for host in pools[pool]}
+                    for pool in POOLS for host in [*pools[pool], *workers[pool]]}
         try:
             data = manifest.load(args["manifest"])
         except InputError as error:
@@ -95,10 +101,10 @@ class ActionModule(ActionBase):
                        "target_hosts": [], "canary": []}
         else:
             env = task_vars.get("turnout_run", {}).get("env") or data["env"]
-            view = plan.FleetView(env, pools, lbs, releases, data)
+            view = plan.FleetView(env, pools, lbs, releases, data, workers)
             planned = plan.plan_for(str(args["action"]), view, _plain(args.get("inputs") or {}),
                                     datetime.now(UTC))
             if planned.get("stage") and not planned.get("artifact") and args.get("dist_dir"):
-                planned = _with_artifact(planned, Path(args["dist_dir"]))
+                planned = _with_artifact(planned, Path(args["dist_dir"]), args.get("app") or {})
         result.update(changed=False, turnout_plan=planned)
         return result

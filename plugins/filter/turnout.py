@@ -12,8 +12,19 @@ from datetime import UTC, datetime
 
 from ansible.errors import AnsibleFilterError
 
-from turnout import (approval, contracts, fleetstate, haproxy, hooks, httpcheck, outcome, plan,
-                     traffic)
+from turnout import (
+    appdef,
+    approval,
+    contracts,
+    fleetstate,
+    haproxy,
+    hooks,
+    httpcheck,
+    outcome,
+    plan,
+    release,
+    traffic,
+)
 from turnout.errors import InputError
 
 DOCUMENTATION = r"""
@@ -93,14 +104,52 @@ def collect(hosts, hostvars, key):
     return {host: (hostvars[host] if host in hostvars else {}).get(key) for host in hosts or []}
 
 
-def host_results(hosts, hostvars):
-    """{host: {staged, message, smoke}} from each host's turnout_host_* and smoke_test_result."""
+def host_results(hosts, hostvars, smoke=None):
+    """{host: {staged, message, smoke}} from each host's turnout_host_* facts and the smoke
+    phase's results ({host: smoke_test_result}, else each host's own smoke_test_result)."""
     found = {}
     for host in hosts or []:
         facts = hostvars[host] if host in hostvars else {}
         found[host] = {"staged": facts.get("turnout_host_staged"),
                        "message": facts.get("turnout_host_message"),
-                       "smoke": facts.get("smoke_test_result")}
+                       "smoke": (smoke or {}).get(host) or facts.get("smoke_test_result")}
+    return found
+
+
+def not_staged(hosts, hostvars):
+    """The hosts whose staging failed this run (turnout_host_staged false): not smoke-tested."""
+    return [host for host in hosts or []
+            if (hostvars[host] if host in hostvars else {}).get("turnout_host_staged") is False]
+
+
+def worker_smoke(command_result, unit_result=None):
+    """A worker's smoke_test_result: its unit is active and its check command exits 0."""
+    rc = (command_result or {}).get("rc")
+    out = str((command_result or {}).get("stderr") or (command_result or {}).get("stdout") or "")
+    checks = []
+    if unit_result is not None:
+        state = str((unit_result or {}).get("stdout") or "unknown").strip()
+        checks.append({"name": "unit active", "ok": state == "active",
+                       "detail": f"the unit is {state}"})
+    checks.append({"name": "worker check", "ok": rc == 0,
+                   "detail": "exit 0" if rc == 0 else f"exit {rc}: {out.strip()[-200:]}"})
+    ok = all(check["ok"] for check in checks)
+    return {"result": "passed" if ok else "failed", "latency_ms": None, "checks": checks}
+
+
+def smoke_targets(hosts, hostvars):
+    """[{name, address}] of ``hosts`` for the turnout_smoke module (address: ansible_host)."""
+    return [{"name": host, "address": str((hostvars[host] if host in hostvars else {})
+                                          .get("ansible_host") or host)}
+            for host in hosts or []]
+
+
+def command_versions(loop_result):
+    """{host: last line printed} from a command-kind version check looped over the hosts."""
+    found = {}
+    for item in (loop_result or {}).get("results") or []:
+        if item.get("rc") == 0 and str(item.get("stdout") or "").strip():
+            found[item.get("item")] = str(item["stdout"]).strip().splitlines()[-1].strip()
     return found
 
 
@@ -142,6 +191,45 @@ def reconciled_state(reads, env, pools, releases):
                                     contracts.format_timestamp(datetime.now(UTC)))
 
 
+def app_def(value, overrides=None):
+    """turnout.appdef.validate of turnout_app (with the role's own variables applied), as
+    plain data without the secrets' values."""
+    merged = dict(value or {})
+    for key, item in (overrides or {}).items():
+        if item not in (None, ""):
+            merged[key] = item
+    return appdef.validate(merged).as_facts()
+
+
+def unit_text(app, pool, host, groups=()):
+    """The systemd unit of the app on this host (turnout.release.unit); a host in a
+    <pool>_workers group runs the definition's worker start command."""
+    worker = any(str(group).endswith("_workers") for group in groups or ())
+    return release.unit(app, str(pool), str(host), worker=worker)
+
+
+def as_app_user(app, command):
+    """argv running ``command`` (a shell line) in the release as the app's user: the worker
+    check and a command-kind version check never run as root."""
+    return ["setpriv", f"--reuid={app['user']}", f"--regid={app['user']}", "--init-groups",
+            "--", "/bin/sh", "-c", str(command)]
+
+
+def release_record(name, version, sha256, pool, by, run_id):
+    """release.json of a release activated now (turnout.release.record)."""
+    return release.record(str(name), str(version), str(sha256), str(pool),
+                          contracts.format_timestamp(datetime.now(UTC)), str(by), str(run_id))
+
+
+def pool_of_groups(groups):
+    """The pool a host belongs to from its groups (blue, green, blue_workers, ...)."""
+    for group in groups or []:
+        pool = str(group).removesuffix("_workers")
+        if pool in contracts.POOLS:
+            return pool
+    return "unknown"
+
+
 def curl_argv(url, count, timeout):
     """argv of one curl run that GETs ``url`` ``count`` times (turnout.httpcheck.curl_argv)."""
     return httpcheck.curl_argv(url, count, timeout)
@@ -179,11 +267,21 @@ class FilterModule:
             "turnout_curl_batch": httpcheck.parse_batch,
             "turnout_smoke_checks": httpcheck.judge_checks,
             "turnout_collect": collect,
+            "turnout_app_def": app_def,
+            "turnout_as_app_user": as_app_user,
+            "turnout_unit": unit_text,
+            "turnout_env_file": release.env_file,
+            "turnout_release_record": release_record,
+            "turnout_pool_of_groups": pool_of_groups,
             "turnout_fleet_next": fleet_next,
             "turnout_flip_ready": outcome.flip_ready,
             "turnout_flip_result": outcome.flip_result,
             "turnout_flip_back_failed": outcome.back_failed,
             "turnout_host_results": host_results,
+            "turnout_smoke_targets": smoke_targets,
+            "turnout_not_staged": not_staged,
+            "turnout_worker_smoke": worker_smoke,
+            "turnout_command_versions": command_versions,
             "turnout_judge": judge,
             "turnout_event": event,
             "turnout_event_summary": outcome.summary,

@@ -23,18 +23,27 @@ description:
   - C(canary) sets C(canary_backend)/C(canary_pct) at runtime; C(watch) watches a backend
     for some seconds against a baseline and returns the verdict (turnout.haproxy.canary_check).
   - C(state) writes the fleet release state (atomically) unless this LB holds a newer copy.
+  - C(idle) waits (up to C(timeout_s)) until the listed servers have no request in flight.
+  - C(server_state) sets the listed servers to C(drain) (no new requests), C(ready) or
+    C(maint).
 options:
   op:
     description: What to do.
     type: str
     required: true
-    choices: [read, wait, set, verify, release, canary, watch, state]
+    choices: [read, wait, set, verify, release, canary, watch, state, idle, server_state]
   socket: {description: Runtime API socket (admin level)., type: path, required: true}
   pool_map: {description: The map that routes fe_app., type: path, required: true}
   release_map: {description: The map naming each backend's release., type: path}
   state_path: {description: The fleet release state file., type: path}
   pool: {description: The pool to wait for, set, name in the release map or canary., type: str}
-  servers: {description: Servers of the pool that must be UP (wait)., type: list, elements: str}
+  servers:
+    description: Servers of the pool that must be UP (wait), be idle (idle) or are set
+      (server_state).
+    type: list
+    elements: str
+  server_state: {description: The state server_state sets., type: str,
+                 choices: [drain, ready, maint]}
   timeout_s: {description: Deadline of wait, seconds., type: int, default: 30}
   retries: {description: Tries of set map + show map (set)., type: int, default: 10}
   url: {description: URL requested through the LB (verify)., type: str}
@@ -250,9 +259,10 @@ def op_verify(module) -> dict:
                 except (ValueError, AttributeError):
                     version = None
             responses.append({"status": answer.status, "version": version,
-                              "backend": answer.getheader("X-Turnout-Backend")})
-            if answer.getheader("Connection", "").lower() == "close":
-                conn.close()
+                              "backend": answer.getheader("X-Turnout-Backend"),
+                              "headers": dict(answer.getheaders()), "body": body})
+            if answer.getheader("Connection", "").lower() == "close" or not answer.isclosed():
+                conn.close()  # a body longer than is read: a new connection next
                 conn = None
         except (OSError, http.client.HTTPException) as error:
             responses.append({"status": 0, "version": None, "error": str(error)})
@@ -304,6 +314,42 @@ def op_watch(module) -> dict:
         time.sleep(1)
 
 
+def _scur(stats: dict, backend: str, servers: list[str] | None) -> dict[str, int]:
+    members = (stats.get("servers") or {}).get(backend) or {}
+    return {name: int((fields or {}).get("scur") or 0) for name, fields in members.items()
+            if servers is None or name in servers}
+
+
+def op_idle(module) -> dict:
+    """Wait until the listed servers of a pool have no request in flight (scur 0), up to
+    timeout_s; never fails (returns what is still running)."""
+    params = module.params
+    backend = "be_" + params["pool"]
+    deadline = time.monotonic() + params["timeout_s"]
+    while True:
+        busy = {name: n for name, n in _scur(parse_show_stat(runtime(params["socket"],
+                                                                      "show stat")),
+                                              backend, params["servers"]).items() if n}
+        if not busy or time.monotonic() >= deadline:
+            return {"busy": busy, "waited_s": round(params["timeout_s"] -
+                                                    max(deadline - time.monotonic(), 0), 1)}
+        time.sleep(0.5)
+
+
+def op_server_state(module) -> dict:
+    """``set server be_<pool>/<server> state drain|ready`` for each listed server."""
+    params = module.params
+    backend, state = "be_" + params["pool"], params["server_state"]
+    if module.check_mode:
+        return {"changed": True}
+    for server in params["servers"] or []:
+        reply = runtime(params["socket"], f"set server {backend}/{server} state {state}").strip()
+        if reply:
+            module.fail_json(msg=f"turnout_lb: set server {backend}/{server} state {state}: "
+                             f"{reply}")
+    return {"changed": True}
+
+
 def op_state(module) -> dict:
     params = module.params
     path = params["state_path"] or STATE_PATH
@@ -322,7 +368,8 @@ def op_state(module) -> dict:
 
 
 OPS = {"read": op_read, "wait": op_wait, "set": op_set, "verify": op_verify,
-       "release": op_release, "canary": op_canary, "watch": op_watch, "state": op_state}
+       "release": op_release, "canary": op_canary, "watch": op_watch, "state": op_state,
+       "idle": op_idle, "server_state": op_server_state}
 
 
 def main() -> None:
@@ -347,12 +394,14 @@ def main() -> None:
             "max_errors": {"type": "int", "default": 0},
             "state": {"type": "dict"},
             "missing_ok": {"type": "bool", "default": False},
+            "server_state": {"type": "str", "choices": ["drain", "ready", "maint"]},
         },
         required_if=[("op", "wait", ("pool",)), ("op", "set", ("pool",)),
                      ("op", "verify", ("url",)), ("op", "release", ("pool", "version",
                                                                       "release_map")),
                      ("op", "canary", ("pool", "pct")), ("op", "watch", ("pool",)),
-                     ("op", "state", ("state",))],
+                     ("op", "state", ("state",)), ("op", "idle", ("pool",)),
+                     ("op", "server_state", ("pool", "servers", "server_state"))],
         supports_check_mode=True,
     )
     try:

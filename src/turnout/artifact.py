@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -96,11 +97,12 @@ def release_files(
     return files
 
 
-def _tar_info(name: str, mtime: int, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
+def _tar_info(name: str, mtime: int, size: int = 0, directory: bool = False,
+              mode: int | None = None) -> tarfile.TarInfo:
     """A tar header with fixed owner, mode and mtime."""
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-    info.mode = _DIR_MODE if directory else _FILE_MODE
+    info.mode = mode if mode is not None else (_DIR_MODE if directory else _FILE_MODE)
     info.size = size
     info.mtime = mtime
     info.uid = info.gid = 0
@@ -108,19 +110,40 @@ def _tar_info(name: str, mtime: int, size: int = 0, directory: bool = False) -> 
     return info
 
 
-def archive_bytes(version: str, files: dict[str, bytes], mtime: int) -> bytes:
-    """A deterministic .tar.gz holding `app-<version>/` and `files` in sorted order."""
-    top = f"app-{validate_version(version)}"
+def archive_bytes(version: str, files: dict[str, bytes], mtime: int,
+                  top: str | None = "", executables: frozenset[str] = frozenset()) -> bytes:
+    """A deterministic .tar.gz of `files` in sorted order, under the directory `top`
+    (``app-<version>`` by default; None for a flat archive). Names in `executables` get
+    mode 0755."""
+    validate_version(version)
+    top = f"app-{version}" if top == "" else top
+    prefix = f"{top}/" if top else ""
     raw = io.BytesIO()
     with (
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
-        tar.addfile(_tar_info(top, mtime, directory=True))
+        if top:
+            tar.addfile(_tar_info(top, mtime, directory=True))
+        directories = sorted({"/".join(name.split("/")[:i]) for name in files
+                              for i in range(1, name.count("/") + 1)})
+        for directory in directories:
+            tar.addfile(_tar_info(prefix + directory, mtime, directory=True))
         for name in sorted(files):
             content = files[name]
-            tar.addfile(_tar_info(f"{top}/{name}", mtime, len(content)), io.BytesIO(content))
+            mode = _DIR_MODE if name in executables else None
+            tar.addfile(_tar_info(prefix + name, mtime, len(content), mode=mode),
+                        io.BytesIO(content))
     return raw.getvalue()
+
+
+def write(path: Path, content: bytes, version: str) -> Artifact:
+    """Write an archive and its .sha256 file atomically; return the Artifact."""
+    digest = hashlib.sha256(content).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, content)
+    _write_atomically(sha256_path(path), f"{digest}  {path.name}\n".encode())
+    return Artifact(version=version, path=path, sha256=digest, size=len(content))
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
@@ -152,13 +175,7 @@ def build(
     """
     files = release_files(version, Path(source_dir), broken=broken, notes=notes)
     content = archive_bytes(version, files, source_date_epoch())
-    digest = hashlib.sha256(content).hexdigest()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / archive_name(version)
-    _write_atomically(path, content)
-    _write_atomically(sha256_path(path), f"{digest}  {path.name}\n".encode())
-    return Artifact(version=version, path=path, sha256=digest, size=len(content))
+    return write(Path(out_dir) / archive_name(version), content, version)
 
 
 def sha256_path(archive: Path) -> Path:
@@ -188,11 +205,16 @@ def read_sha256_file(path: Path) -> str:
     return recorded
 
 
-def find_artifact(version: str, dist_dir: Path) -> Artifact:
-    """The built artifact for `version` in `dist_dir`, checked against its sha256 file."""
+def find_artifact(version: str, dist_dir: Path, file_name: str | None = None) -> Artifact:
+    """The built artifact for `version` in `dist_dir` (named `file_name`, the app
+    definition's artifact name; app-<version>.tar.gz by default), checked against its sha256
+    file."""
     validate_version(version)
-    rebuild = f"'invoke build --version {version}'"
-    path = Path(dist_dir) / archive_name(version)
+    name = file_name or archive_name(version)
+    rebuild = (f"'invoke build --version {version}'" if file_name in (None, archive_name(version))
+               else f"'invoke build --version {version}' (or copy {name} and {name}.sha256 "
+                    "there, or pass --artifact PATH_OR_URL --sha256 HEX)")
+    path = Path(dist_dir) / name
     if not path.is_file():
         raise InputError(
             f"no artifact for version {version} in {dist_dir}/: build it with {rebuild}"
@@ -212,7 +234,7 @@ def find_artifact(version: str, dist_dir: Path) -> Artifact:
 def release_notes(archive: Path, limit: int = 4000) -> str | None:
     """The RELEASE_NOTES.md inside a built artifact (first `limit` characters), or None."""
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with tarfile.open(archive, "r:*") as tar:
             for member in tar.getmembers():
                 if member.isfile() and member.name.rsplit("/", 1)[-1] == "RELEASE_NOTES.md":
                     handle = tar.extractfile(member)
@@ -225,9 +247,13 @@ def release_notes(archive: Path, limit: int = 4000) -> str | None:
     return None
 
 
-def find_by_sha256(sha256: str, dist_dir: Path) -> Artifact:
-    """The artifact in `dist_dir` whose content has `sha256` (build once, deploy everywhere)."""
-    for checksum_file in sorted(Path(dist_dir).glob("app-*.tar.gz.sha256")):
+def find_by_sha256(sha256: str, dist_dir: Path, pattern: str = "{name}-{version}.tar.gz",
+                   name: str = "app") -> Artifact:
+    """The artifact in `dist_dir` whose content has `sha256` (build once, deploy everywhere),
+    named by the app definition's ``pattern`` (``{name}-{version}.tar.gz``)."""
+    regex = re.compile("\\A" + re.escape(pattern).replace(re.escape("{name}"), re.escape(name))
+                       .replace(re.escape("{version}"), "(?P<version>.+)") + "\\Z")
+    for checksum_file in sorted(Path(dist_dir).glob("*.sha256")):
         try:
             recorded = read_sha256_file(checksum_file)
         except InputError:
@@ -235,25 +261,75 @@ def find_by_sha256(sha256: str, dist_dir: Path) -> Artifact:
         if recorded != sha256:
             continue
         path = checksum_file.with_name(checksum_file.name[: -len(".sha256")])
-        version = path.name[len("app-"): -len(".tar.gz")]
-        if path.is_file() and sha256_of(path) == sha256:
-            return Artifact(version=version, path=path, sha256=sha256, size=path.stat().st_size)
+        match = regex.match(path.name)
+        if match and path.is_file() and sha256_of(path) == sha256:
+            return Artifact(version=match.group("version"), path=path, sha256=sha256,
+                            size=path.stat().st_size)
     raise InputError(f"no artifact with sha256 {sha256[:12]}... in {dist_dir}/: copy the "
                      "artifact that was deployed there into dist/ (build once, deploy everywhere)")
 
 
-def check_deploy_inputs(version: Any, artifact: Any, sha256: Any, dist_dir: Path) -> dict[str, Any]:
+URL_SCHEMES = ("http://", "https://")
+FETCH_TIMEOUT_S = 60
+
+
+def is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(URL_SCHEMES)
+
+
+def fetch(url: str, sha256: str, target: Path, opener: Any = None) -> Path:
+    """Download ``url`` once into ``target`` (kept with its .sha256 beside it, so a second
+    deploy, and --from by sha256, find it in dist/) with ``sha256`` enforced before anything
+    is staged; a wrong or missing sha256 is bad input and leaves nothing behind."""
+    import urllib.request
+
+    expected = str(sha256 or "").strip().lower()
+    if not is_sha256(expected):
+        raise InputError(f"an artifact URL needs its sha256: pass --sha256 <64 hex> "
+                         f"(or -e turnout_artifact_sha256=...) for {url[:80]}")
+    if target.is_file() and sha256_of(target) == expected:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, \
+                (opener or urllib.request.urlopen)(url, timeout=FETCH_TIMEOUT_S) as answer:
+            while chunk := answer.read(_CHUNK_SIZE):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected:
+            raise InputError(f"{url[:80]} has sha256 {digest.hexdigest()}, expected {expected}: "
+                             "fix --sha256 or the URL; nothing was staged")
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, target)
+        _write_atomically(sha256_path(target), f"{expected}  {target.name}\n".encode())
+    except OSError as error:
+        raise InputError(f"cannot fetch {url[:80]}: {error}; check the URL") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def check_deploy_inputs(version: Any, artifact: Any, sha256: Any, dist_dir: Path,
+                        file_name: str | None = None) -> dict[str, Any]:
     """What a deploy ships, checked on the controller before anything runs (the playbooks'
     preflight; invoke checks the same through :func:`find_artifact`).
 
-    ``artifact`` defaults to ``<dist_dir>/app-<version>.tar.gz``; ``sha256`` to the first word
-    of ``<artifact>.sha256``. Returns {version, artifact, sha256, release_notes}.
+    ``artifact`` defaults to ``<dist_dir>/<file_name>`` (the app definition's artifact name,
+    ``app-<version>.tar.gz`` for the sample app); a URL is fetched into ``dist_dir`` once, with
+    ``sha256`` enforced. ``sha256`` defaults to the first word of ``<artifact>.sha256``.
+    Returns {version, artifact, sha256, release_notes}.
     """
     if not is_version(version):
         shown = str(version)[:80] if version is not None else "(missing)"
         raise InputError(f"invalid turnout_version {shown}: pass -e turnout_version=<version> "
                          f"and {VERSION_RULE}")
-    path = Path(str(artifact)) if artifact else Path(dist_dir) / archive_name(version)
+    name = file_name or archive_name(version)
+    if is_url(artifact):
+        path = fetch(str(artifact), str(sha256 or ""), Path(dist_dir) / name)
+    else:
+        path = Path(str(artifact)) if artifact else Path(dist_dir) / name
     if not path.is_file():
         raise InputError(f"artifact {path} not found: build it (invoke build --version "
                          f"{version}) or pass -e turnout_artifact=<path>")
@@ -269,3 +345,21 @@ def check_deploy_inputs(version: Any, artifact: Any, sha256: Any, dist_dir: Path
             "rebuild the artifact or fix turnout_artifact_sha256")
     return {"version": version, "artifact": str(path), "sha256": actual,
             "release_notes": release_notes(path)}
+
+
+def given(version: str, artifact: str, sha256: str, dist_dir: Path, file_name: str) -> Artifact:
+    """The artifact an operator named (--artifact PATH_OR_URL, --sha256 HEX), checked: a URL
+    is fetched into ``dist_dir`` once with the sha256 enforced; a path needs --sha256 or a
+    .sha256 file beside it."""
+    validate_version(version)
+    if sha256 and not is_sha256(str(sha256).strip().lower()):
+        raise InputError(f"--sha256 {str(sha256)[:80]!r} is not a sha256: give 64 hex digits")
+    if not is_url(artifact) and not Path(artifact).is_file():
+        raise InputError(f"--artifact {artifact}: no such file; give a path or an http(s) URL")
+    if not is_url(artifact) and not sha256 and not sha256_path(Path(artifact)).is_file():
+        raise InputError(f"--artifact {artifact} has no {Path(artifact).name}.sha256 beside "
+                         "it: pass --sha256 HEX (the sha256 your build published)")
+    checked = check_deploy_inputs(version, artifact, sha256, dist_dir, file_name)
+    path = Path(checked["artifact"])
+    return Artifact(version=version, path=path, sha256=checked["sha256"],
+                    size=path.stat().st_size)

@@ -15,7 +15,9 @@ from typing import Any
 
 from turnout import artifact as artifacts
 from turnout import (
+    appdef,
     cli,
+    examples,
     facts,
     fleetlock,
     hooks,
@@ -84,9 +86,14 @@ def _traffic(env: Environment, fleet_facts: facts.FleetFacts) -> traffic.Traffic
 
 
 def provision(env_name: str, verbose: bool = False) -> None:
-    """Configure the LB and the app hosts (site.yml); safe to re-run."""
+    """Configure the LBs and the app hosts (site.yml, under the deploy lock; live hosts one at
+    a time, drained first when their change restarts the app); safe to re-run."""
     env = environment(env_name)
-    result = _run("site", env, {}, verbose)
+    app_of(env)  # a bad app definition: exit 2 before any host is touched
+    _precheck_lock(env, "provision")
+    result = _run("site", env, {"turnout_run_id": new_run_id(datetime.now(UTC)),
+                                "turnout_deployed_by": deployed_by()}, verbose)
+    _raise_if_lock_refused(env, result)
     if not result.ok:
         hosts = ", ".join(result.failed_hosts + result.unreachable_hosts) or "a host"
         raise DeployFailed(f"provisioning {env.name} failed on {hosts}: "
@@ -104,7 +111,8 @@ def live_artifact(env_name: str, dist: Path = DIST) -> artifacts.Artifact:
     if not hosts or len(shas) != 1 or None in shas:
         raise InputError(f"--from {source.name}: its live pool {live or '(none)'} does not run one "
                          "release on every host; deploy it there first")
-    return artifacts.find_by_sha256(shas.pop(), dist)
+    app = app_of(source)
+    return artifacts.find_by_sha256(shas.pop(), dist, app.artifact, app.name)
 
 
 def check_hooks(env: Environment) -> dict[str, str]:
@@ -113,23 +121,37 @@ def check_hooks(env: Environment) -> dict[str, str]:
     return hooks.validate(lb_vars.get("turnout_hooks"), env.hosts_file.parent, cli.REPO_ROOT)
 
 
+def app_of(env: Environment) -> appdef.AppDef:
+    """The environment's app definition (turnout_app), checked (InputError when bad)."""
+    hosts = env.app_hosts()
+    app = facts.host_app(hosts[0]) if hosts else appdef.validate(None)
+    appdef.check_templates(app, str(env.hosts_file.parent))
+    return app
+
+
 def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool = False,
            dist: Path = DIST, source_env: str = "", approval: bool = False,
-           canary: str = "") -> None:
+           canary: str = "", artifact: str = "", sha256: str = "") -> None:
     """Stage, smoke-test, flip and record `version` on `env`'s idle pool.
 
     With `source_env`, the version is the artifact live on that environment (by sha256).
+    With `artifact` (a path or an http(s) URL, `sha256` its checksum), that artifact instead
+    of the one in `dist` named by the app definition.
     With `approval`, stop after the smoke tests and record awaiting_approval (see promote).
     With `canary` ("10,50"), shift that share of traffic first, watching the LB's errors.
     """
     env = environment(env_name)
+    app = app_of(env)
     canary_steps = plan.parse_canary(canary) if canary else []
     if canary_steps and approval:
         raise InputError("--canary and --approval do not mix: promote flips at once; "
                          "use one of them")
+    if sha256 and not artifact and not source_env:
+        raise InputError("--sha256 goes with --artifact PATH_OR_URL: give both, or neither to "
+                         "deploy the artifact in dist/")
     if source_env:
-        if version:
-            raise InputError("give --version or --from, not both")
+        if version or artifact:
+            raise InputError("give --version (and --artifact) or --from, not both")
         if source_env == env_name:
             raise InputError(f"--from {source_env} is the environment being deployed")
         built = live_artifact(source_env, dist)
@@ -140,7 +162,10 @@ def deploy(env_name: str, version: str = "", check: bool = False, verbose: bool 
         if not version:
             raise InputError("give --version VERSION (or --from ENV to deploy what runs there)")
         artifacts.validate_version(version)
-        built = artifacts.find_artifact(version, dist)
+        if artifact:
+            built = artifacts.given(version, artifact, sha256, dist, app.artifact_name(version))
+        else:
+            built = artifacts.find_artifact(version, dist, app.artifact_name(version))
     check_hooks(env)
     deploy_plan = plan.plan("deploy", _view(env), {"version": version, "sha256": built.sha256,
                                                    "canary": canary_steps})
@@ -213,7 +238,9 @@ def rollback(env_name: str, check: bool = False, verbose: bool = False, to: str 
     rollback_plan = plan.plan("rollback", _view(env), {"to_version": to or None})
     extravars: dict[str, Any] = {"turnout_rollback_to": to} if to else {}
     if rollback_plan.stage:
-        built = artifacts.find_by_sha256(rollback_plan.to_sha256 or "", dist)
+        app = app_of(env)
+        built = artifacts.find_by_sha256(rollback_plan.to_sha256 or "", dist, app.artifact,
+                                         app.name)
         extravars["turnout_artifact"] = str(built.path)
     print(plan.render_plan(rollback_plan))
     if check:
@@ -361,6 +388,7 @@ def smoke(env_name: str, pool: str = "idle", verbose: bool = False) -> None:
     if pool not in SMOKE_POOLS:
         raise InputError(f"--pool must be one of {', '.join(SMOKE_POOLS)} (got {pool!r})")
     env = environment(env_name)
+    app_of(env)
     result = _run("smoke", env, {"turnout_pool": pool}, verbose)
     if not result.ok:
         raise DeployFailed(f"smoke test of the {pool} pool of {env.name} failed: "
@@ -384,7 +412,7 @@ def collect(env: Environment) -> tuple[dict[str, Any], list[report.Row], list[st
     data = manifest.load(env.manifest_path)
     fleet_facts = facts.gather(env)
     lbs = {name: lb.as_report_input() for name, lb in fleet_facts.lbs.items()}
-    rows = report.build_rows(data, fleet_facts.hosts, lbs, env.pool_names())
+    rows = report.build_rows(data, fleet_facts.hosts, lbs, env.pool_names(), env.worker_names())
     fleet = report.fleet_drift(data, fleet_facts.hosts, lbs, env.pool_names())
     fleet += report.release_state_drift(
         {name: lb.fleet_state for name, lb in fleet_facts.lbs.items() if not lb.error},
@@ -437,9 +465,9 @@ def render_report(env_name: str, fmt: str = "table", output: str | None = None) 
 
 
 def build(version: str, broken: str | None = None, notes: str | None = None,
-          dist: Path = DIST) -> artifacts.Artifact:
-    """Build dist/app-<version>.tar.gz (reproducible) and its .sha256."""
-    source = cli.REPO_ROOT / "examples" / "app"
-    built = artifacts.build(version, dist, source, broken=broken or None, notes=notes or None)
+          dist: Path = DIST, example: str = "app") -> artifacts.Artifact:
+    """Build dist/<example>-<version>.tar.gz (reproducible) and its .sha256."""
+    built = examples.build(example or "app", version, dist, broken=broken or None,
+                           notes=notes or None)
     print(f"{built.path}  sha256 {built.sha256}")
     return built

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from turnout import contracts, haproxy
-from turnout.inventory import DEFAULT_APP_ROOT, Environment, Host, ssh_argv
+from turnout import appdef, contracts, haproxy
+from turnout.inventory import Environment, Host, ssh_argv
 
 SPLIT = "@@turnout@@"
 SSH_TIMEOUT_S = 15.0
@@ -144,11 +144,22 @@ def lb_facts_from(lb_name: str, show_map: str, show_stat: str, show_releases: st
                    fleet_state=state, fleet_state_error=state_error)
 
 
+def host_app(host: Host) -> appdef.AppDef:
+    """The app definition this host runs (its turnout_app, app_release_root applied)."""
+    raw = dict(host.vars.get("turnout_app") or {})
+    if isinstance(host.vars.get("app_release_root"), str) and "{{" not in host.vars[
+            "app_release_root"]:
+        raw["root"] = host.vars["app_release_root"]
+    return appdef.validate(raw)
+
+
 def host_release(host: Host) -> dict[str, Any]:
-    """The host's own release.json (plus whether app.service is active), or an error entry."""
-    root = host.vars.get("app_release_root", DEFAULT_APP_ROOT)
+    """The host's own release.json (plus whether the app's unit is active), or an error
+    entry."""
+    app = host_app(host)
+    root, unit = app.root, app.unit
     rc, out, err = _ssh(host, f"cat {root}/release.json 2>/dev/null || echo '{{}}'; "
-                              f"echo {SPLIT}; systemctl is-active app.service || true")
+                              f"echo {SPLIT}; systemctl is-active {unit} || true")
     if rc != 0:
         reason = err.strip().splitlines()[-1] if err.strip() else f"ssh exit {rc}"
         return {"error": f"unreachable: {reason}"}
@@ -158,13 +169,14 @@ def host_release(host: Host) -> dict[str, Any]:
     except ValueError:
         return {"error": "release.json is not valid JSON", "service": active.strip()}
     release["service"] = active.strip()
+    release["unit"] = unit
     return release
 
 
 def gather(env: Environment) -> FleetFacts:
     """Query every load balancer and every app host in parallel."""
     started = time.monotonic()
-    hosts = env.app_hosts()
+    hosts = [*env.app_hosts(), *env.worker_hosts()]
     with ThreadPoolExecutor(max_workers=min(32, len(hosts) + len(env.lb))) as pool:
         lb_futures = {lb.name: pool.submit(lb_facts, lb) for lb in env.lb}
         releases = dict(zip([h.name for h in hosts], pool.map(host_release, hosts), strict=True))

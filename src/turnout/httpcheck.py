@@ -79,14 +79,28 @@ def judge_checks(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return judged
 
 
-def verify_failures(responses: list[dict[str, Any]], expected: str) -> list[str]:
+def verify_failures(responses: list[dict[str, Any]], expected: str,
+                    check: dict[str, Any] | None = None, backend: str | None = None) -> list[str]:
     """What is wrong with the responses through a load balancer after a flip: each one that
-    was not a 200, or did not report ``expected`` as its version ([] when all did)."""
+    was not a 200, or did not report ``expected`` under the app's version ``check`` (a
+    command-kind check cannot be asked over HTTP: the response must come from ``backend``)."""
+    from turnout import smoke
+
+    check = check or {"kind": "json", "key": "version"}
     bad = []
     for response in responses or []:
         status = response.get("status")
         if status != 200:
             bad.append(str(status if status else response.get("error") or "no answer"))
-        elif response.get("version") != expected:
-            bad.append(str(response.get("version") or "?"))
+            continue
+        if check.get("kind") == "command":
+            if backend and response.get("backend") != backend:
+                bad.append(f"served by {response.get('backend') or '?'}")
+            continue
+        found = smoke.reported_version(check, 200, str(response.get("body") or ""),
+                                       response.get("headers") or {})
+        if found is None and check.get("kind", "json") == "json" and "body" not in response:
+            found = response.get("version")
+        if found != expected:
+            bad.append(str(found or "?"))
     return bad

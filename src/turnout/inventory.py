@@ -53,6 +53,9 @@ class Environment:
     hosts_file: Path
     lb: tuple[Host, ...]
     pools: dict[str, tuple[Host, ...]]
+    # hosts of <pool>_workers: they get their pool's releases and run the app's worker, with
+    # no traffic (not servers of any load balancer)
+    workers: dict[str, tuple[Host, ...]] = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path:
@@ -72,6 +75,12 @@ class Environment:
 
     def pool_names(self) -> dict[str, list[str]]:
         return {pool: [h.name for h in hosts] for pool, hosts in self.pools.items()}
+
+    def worker_hosts(self) -> list[Host]:
+        return [h for pool in POOLS for h in self.workers.get(pool, ())]
+
+    def worker_names(self) -> dict[str, list[str]]:
+        return {pool: [h.name for h in hosts] for pool, hosts in self.workers.items()}
 
 
 def validate_env_name(name: str) -> str:
@@ -198,6 +207,8 @@ def load_environment(name: str, root: Path) -> Environment:
         hosts_file=hosts_file,
         lb=tuple(host(h) for h in groups["lb"]),
         pools={pool: tuple(host(h) for h in groups[pool]) for pool in POOLS},
+        workers={pool: tuple(host(h) for h in groups.get(f"{pool}_workers", [])
+                             if h not in groups[pool]) for pool in POOLS},
     )
 
 

@@ -39,8 +39,13 @@ def judge(targets: list[str], results: HostResults, staging: bool) -> dict[str, 
     failed = [h for h in staged if not _smoke_passed(host[h])]
     notes = []
     for name in targets:
+        smoke = host[name].get("smoke") or {}
+        failing = "; ".join(str(c.get("detail")) for c in smoke.get("checks") or []
+                            if not c.get("ok"))
         if host[name].get("message"):
             notes.append(f"{name}: {_truncate(host[name]['message'])}")
+        elif name in failed and failing:
+            notes.append(f"{name}: {_truncate(failing)}")
         elif staging and host[name].get("staged") is None:
             notes.append(f"{name}: unreachable or not run")
         elif name in failed and not staging:
@@ -86,7 +91,8 @@ def deploy_event(run: Mapping[str, Any], planned: Mapping[str, Any], results: Ho
     failed = bool(run.get("failed"))
     noop = bool(planned.get("noop"))
     converge = noop and bool(planned.get("manifest_behind")) and not failed
-    targets = list(planned.get("target_hosts") or []) if not noop else []
+    targets = [*(planned.get("target_hosts") or []), *(planned.get("target_workers") or [])] \
+        if not noop else []
     live, target = planned.get("live_pool"), planned.get("target_pool")
     version, sha256 = planned.get("to_version"), planned.get("to_sha256")
     if noop and not failed and not converge:
@@ -152,7 +158,8 @@ def rollback_event(run: Mapping[str, Any], planned: Mapping[str, Any], results: 
                           planned.get("live_sha256")),
         "to": _endpoint(planned.get("target_pool"), planned.get("to_version"),
                         planned.get("to_sha256")),
-        "smoke": _smoke_of(list(planned.get("target_hosts") or []), results, default=False),
+        "smoke": _smoke_of([*(planned.get("target_hosts") or []),
+                            *(planned.get("target_workers") or [])], results, default=False),
         "lb_errors": switch.get("lb_errors"),
     }
 

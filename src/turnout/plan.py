@@ -36,6 +36,8 @@ class FleetView:
     lbs: Mapping[str, traffic.LbView]
     releases: Releases
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    # hosts that get a pool's release but no traffic (groups blue_workers, green_workers)
+    workers: Mapping[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def single(cls, env: str, pools: Mapping[str, list[str]], live_pool: str | None,
@@ -546,8 +548,9 @@ def plan_for(action: str, view: FleetView, inputs: Mapping[str, Any] | None = No
         planned = plan(action, view, inputs, now)
     except InputError as refusal:
         return {"action": action, "refused": str(refusal), "noop": False, "stage": False,
-                "target_hosts": [], "canary": []}
+                "target_hosts": [], "target_workers": [], "canary": []}
     facts = as_facts(planned)
+    facts["target_workers"] = list(view.workers.get(facts["target_pool"]) or [])
     seen = traffic.agree(view.env, view.lbs)
     facts["fleet_state"] = seen.state if seen.state.get("serial") else \
         seed_state(view, seen, format_timestamp(now or datetime.now(UTC)))

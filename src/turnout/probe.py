@@ -58,12 +58,18 @@ class ProbeResult:
 
 
 class TrafficProbe:
-    """Background workers sending GET /version through the LB until stopped or bounded."""
+    """Background workers sending GET /version through the LB until stopped or bounded.
+
+    The version of a response is the JSON ``version`` of /version, or with
+    ``version_header`` that response header (``X-Turnout-Release``: the release the load
+    balancer routed to, for any app)."""
 
     def __init__(self, host: str, port: int = 80, workers: int = 4, path: str = "/version",
                  max_seconds: float = 600.0, max_requests: int = 2_000_000,
-                 interval_s: float = 0.0, timeout_s: float = 5.0) -> None:
+                 interval_s: float = 0.0, timeout_s: float = 5.0,
+                 version_header: str | None = None) -> None:
         self.host, self.port, self.path = host, port, path
+        self.version_header = version_header
         self.workers, self.interval_s, self.timeout_s = workers, interval_s, timeout_s
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.result = ProbeResult()
@@ -119,7 +125,9 @@ class TrafficProbe:
                 response = conn.getresponse()
                 body = response.read()
                 status = response.status
-                if status == 200 and self.path == "/version":
+                if status == 200 and self.version_header:
+                    version = response.getheader(self.version_header)
+                elif status == 200 and self.path == "/version":
                     version = json.loads(body).get("version")
             except (OSError, http.client.HTTPException, ValueError):
                 status = 0

@@ -276,6 +276,44 @@ def test_a_rebuilt_load_balancer_is_provisioned_onto_the_live_pool(fleet):
     assert_fleet_on(fleet, live_version)
 
 
+def active_since(lab, host: str) -> int:
+    """When app.service last started on ``host`` (CLOCK_MONOTONIC of the host, microseconds)."""
+    return int(ssh(lab, host, "systemctl show -p ActiveEnterTimestampMonotonic --value "
+                              "app.service").strip())
+
+
+def test_provision_after_a_unit_change_restarts_live_hosts_one_at_a_time_under_load(fleet):
+    """A changed unit restarts the app: the idle pool changes in parallel, the live pool one
+    host at a time, each drained on both LBs first; no request fails through either LB."""
+    live = state_on(fleet, "lb1")["live"]
+    idle = "blue" if live == "green" else "green"
+    lab_vars = yaml.safe_load((REPO / "inventories/lab/group_vars/all.yml").read_text())
+    app = {**lab_vars["turnout_app"], "env": {"TURNOUT_DRILL": "provision"}}
+    before = {h: active_since(fleet, h) for h in (f"{live}1", f"{live}2", f"{idle}1")}
+    set_vars(fleet, {"turnout_app": app})
+    try:
+        with Probes(fleet) as traffic:
+            proc = run("provision", fleet)
+    finally:
+        set_vars(fleet, {})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for lb in LBS:
+        assert traffic[lb].failures == [], (lb, traffic[lb].summary())
+        assert traffic[lb].total > 50, traffic[lb].summary()
+    for host in before:
+        unit = ssh(fleet, host, "cat /etc/systemd/system/app.service")
+        assert 'Environment=TURNOUT_DRILL="provision"' in unit, unit
+    after = {h: active_since(fleet, h) for h in before}
+    assert all(after[h] > before[h] for h in before), (before, after)  # every host restarted
+    # one live host at a time: the second started after the first had drained, restarted and
+    # been seen UP by both LBs (seconds apart; the lab's hosts share one monotonic clock)
+    gap_s = abs(after[f"{live}2"] - after[f"{live}1"]) / 1e6
+    assert gap_s > 2, gap_s
+    assert_fleet_on(fleet, state_on(fleet, "lb1")["pools"][live]["version"])
+    say(f"provision with a unit change: live hosts restarted {gap_s:.1f}s apart; "
+        f"{traffic['lb1'].summary()} / {traffic['lb2'].summary()}")
+
+
 def test_status_sees_a_leftover_canary_share_and_the_next_run_ends_it(fleet):
     live = state_on(fleet, "lb1")["live"]
     idle = "blue" if live == "green" else "green"

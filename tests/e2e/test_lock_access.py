@@ -220,6 +220,22 @@ def test_drill_same_hostname_in_another_pid_namespace_is_refused(prod, held):
         f"{holder['controller_id']} pid {holder['pid']} kept the lock")
 
 
+def test_provision_while_a_deploy_holds_the_lock_is_refused_and_changes_nothing(prod, held):
+    """Provisioning restarts apps on a changed unit: it takes the deploy lock too, so a deploy
+    never has its hosts restarted under it."""
+    holder = json.loads(lock_file(prod))
+    units = {h: ssh(prod.lab, h, "stat -c %Y /etc/systemd/system/app.service") for h in
+             ("blue1", "green1")}
+    proc = invoke("provision", "--env", ENV, env=prod.environ)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"deploy lock held by {holder['owner']} (run {holder['run_id']}" in proc.stderr
+    assert json.loads(lock_file(prod))["run_id"] == holder["run_id"]
+    assert held.run.proc.poll() is None
+    assert units == {h: ssh(prod.lab, h, "stat -c %Y /etc/systemd/system/app.service")
+                     for h in units}
+    say(f"provision while a deploy holds the lock: exit 2 ({_refusal(proc.stderr)!r})")
+
+
 def test_drill_hook_longer_than_the_ttl_second_controller_refused_first_completes(prod, held):
     """The hook holds the first run for longer than the lock's TTL; the heartbeat keeps the lock
     fresh, so a second controller (another host name and PID namespace) is refused after the

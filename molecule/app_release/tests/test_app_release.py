@@ -80,7 +80,9 @@ def test_app_runs_as_app_user_from_current(host) -> None:
     owner = host.run(f"ps -o user= -p {pid}").stdout.strip()
     assert owner == "app"
     command = host.file(f"/proc/{pid}/cmdline").content_string.replace("\0", " ")
-    assert f"{ROOT}/current/app.py" in command
+    assert command.split()[-1:] == ["app.py"], command  # the app definition's start, relative
+    cwd = host.run(f"readlink /proc/{pid}/cwd").stdout.strip()
+    assert cwd == f"{ROOT}/releases/1.1.0", cwd  # run from the release current points to
 
 
 def test_http_endpoints_report_the_release(host) -> None:

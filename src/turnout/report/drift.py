@@ -113,7 +113,7 @@ def _host_drift(
                 drift.append(f"host sha256 {host_sha}, manifest says {recorded_sha}")
         service = facts.get("service")
         if running is not None and service is not None and service != "active":
-            drift.append(f"app.service is {service or 'unknown'}")
+            drift.append(f"{facts.get('unit') or 'app.service'} is {service or 'unknown'}")
         host_pool = facts.get("pool")
         if host_pool is not None and host_pool != pool:
             drift.append(f"host release.json says pool {host_pool}, inventory says {pool}")
@@ -153,15 +153,20 @@ def build_rows(
     host_facts: HostInput,
     lbs: LbsInput | LbInput,
     inventory_pools: InventoryPools,
+    workers: InventoryPools | None = None,
 ) -> list[Row]:
-    """One row per inventory host (blue first), then hosts only the manifest still lists."""
+    """One row per inventory host (blue first, each pool's workers after it, role "worker"),
+    then hosts only the manifest still lists."""
     lbs = as_lbs(lbs)
     live = live_pool(manifest, lbs)
     servers_of = {name: (lb.get("servers") or {}) if lb and _lb_answered(lb) else {}
                   for name, lb in lbs.items()}
+    workers = workers or {}
     placed: list[tuple[str, str, bool]] = [
-        (host, pool, True) for pool in POOLS for host in inventory_pools.get(pool, [])
+        (host, pool, True) for pool in POOLS
+        for host in [*inventory_pools.get(pool, []), *workers.get(pool, [])]
     ]
+    worker_hosts = {host for pool in POOLS for host in workers.get(pool, [])}
     in_inventory = {host for host, _, _ in placed}
     for pool in POOLS:
         recorded_hosts = ((manifest.get("pools") or {}).get(pool) or {}).get("hosts") or {}
@@ -172,9 +177,9 @@ def build_rows(
         facts = host_facts.get(host)
         servers = {name: members.get(host) for name, members in servers_of.items()
                    if _lb_answered(lbs[name])}
-        role = "live" if pool == live else "idle"
+        role = "worker" if host in worker_hosts else "live" if pool == live else "idle"
         drift = _host_drift(pool, role, facts, host in host_facts, manifest_pool, recorded,
-                            servers, lbs)
+                            {} if role == "worker" else servers, lbs)
         if not listed:
             drift.insert(0, "in manifest but not in inventory")
         usable = facts if facts and not facts.get("error") else {}
