@@ -39,7 +39,7 @@ def _lab_inventory(lab: lab_config.LabConfig, inventory: str | None) -> Path:
     return cli.inventories_root() / ("lab" if lab.name == lab_config.DEFAULT_NAME else lab.name)
 
 
-@task(help={**LAB_HELP,
+@task(positional=[], help={**LAB_HELP,
             "app_hosts": "hosts per pool, 1-10 (default 2)",
             "lbs": "load balancers (HAProxy hosts lb1..lbN), 1-3 (default 1)",
             "inventory": "directory to write hosts.yml into (default inventories/<name>)",
@@ -56,7 +56,7 @@ def lab_up(c: Context, app_hosts: str = "2", name: str = "", subnet: str = "",
     _print_status(lab)
 
 
-@task(help=LAB_HELP)
+@task(positional=[], help=LAB_HELP)
 @cli.guarded
 def lab_down(c: Context, name: str = "", subnet: str = "") -> None:
     """Stop every lab host and remove its mounts, veths and bridge; keep the base image cache."""
@@ -74,7 +74,7 @@ def _print_status(lab: lab_config.LabConfig) -> bool:
     return all(r.running and r.sshd for r in rows)
 
 
-@task(help=LAB_HELP)
+@task(positional=[], help=LAB_HELP)
 @cli.guarded
 def lab_status(c: Context, name: str = "", subnet: str = "") -> None:
     """Show each lab host, its address, and whether systemd and sshd are up (exit 1 if not)."""
@@ -100,7 +100,7 @@ ENV_HELP = "environment: a directory under inventories/ (e.g. lab, staging, prod
 VERBOSE_HELP = "show Ansible's full output instead of progress lines"
 
 
-@task(help={"version": "version to build, e.g. 1.4.2",
+@task(positional=[], help={"version": "version to build, e.g. 1.4.2",
             "example": "which example service: app (the sample app, default), catalog (Flask "
                        "and gunicorn, wheels bundled) or site (busybox httpd)",
             "broken": "build a deliberately broken release of the sample app for tests: "
@@ -113,14 +113,26 @@ def build(c: Context, version: str, broken: str = "", notes: str = "",
     commands.build(version, broken=broken, notes=notes, example=example)
 
 
-@task(help={"env": ENV_HELP, "verbose": VERBOSE_HELP})
+@task(positional=[],
+      help={"env": "name of the new environment (inventories/<env>; must not exist yet)",
+            "app": "the app's name (unit, user, /srv/<app>; default 'app')"})
+@cli.guarded
+def init(c: Context, env: str, app: str = "") -> None:
+    """Write a new environment: hosts.yml with turnout's groups and group_vars/all.yml with the
+    app definition commented key by key; never overwrites."""
+    from turnout import scaffold
+    files = scaffold.init_env(env, cli.inventories_root(), app)
+    print(scaffold.next_steps(env, files))
+
+
+@task(positional=[], help={"env": ENV_HELP, "verbose": VERBOSE_HELP})
 @cli.guarded
 def provision(c: Context, env: str, verbose: bool = False) -> None:
     """Configure HAProxy on the LB and the app service on every app host (site.yml)."""
     commands.provision(env, verbose=verbose)
 
 
-@task(help={"env": ENV_HELP,
+@task(positional=[], help={"env": ENV_HELP,
             "version": "version to deploy; its artifact is dist/<name>-VERSION.tar.gz (the app "
                        "definition's artifact name) unless --artifact names another",
             "artifact": "the artifact to deploy: a path, or an http(s) URL fetched once into "
@@ -145,7 +157,7 @@ def deploy(c: Context, env: str, version: str = "", from_: str = "", approval: b
                     approval=approval, canary=canary, artifact=artifact, sha256=sha256)
 
 
-@task(help={"env": ENV_HELP, "check": "print what would be promoted; change nothing",
+@task(positional=[], help={"env": ENV_HELP, "check": "print what would be promoted; change nothing",
             "verbose": VERBOSE_HELP})
 @cli.guarded
 def promote(c: Context, env: str, check: bool = False, verbose: bool = False) -> None:
@@ -153,7 +165,7 @@ def promote(c: Context, env: str, check: bool = False, verbose: bool = False) ->
     commands.promote(env, check=check, verbose=verbose)
 
 
-@task(help={"env": ENV_HELP, "check": "print the rollback plan; change nothing",
+@task(positional=[], help={"env": ENV_HELP, "check": "print the rollback plan; change nothing",
             "to": "go to this release instead (any release that went live; restaged on the "
                   "idle pool with a smoke test when it is no longer there; its artifact must "
                   "be in dist/)",
@@ -165,7 +177,7 @@ def rollback(c: Context, env: str, check: bool = False, verbose: bool = False,
     commands.rollback(env, check=check, verbose=verbose, to=to)
 
 
-@task(help={"env": ENV_HELP, "pool": "blue, green, live or idle (default idle)",
+@task(positional=[], help={"env": ENV_HELP, "pool": "blue, green, live or idle (default idle)",
             "verbose": VERBOSE_HELP})
 @cli.guarded
 def smoke(c: Context, env: str, pool: str = "idle", verbose: bool = False) -> None:
@@ -173,7 +185,7 @@ def smoke(c: Context, env: str, pool: str = "idle", verbose: bool = False) -> No
     commands.smoke(env, pool=pool, verbose=verbose)
 
 
-@task(help={"env": ENV_HELP})
+@task(positional=[], help={"env": ENV_HELP})
 @cli.guarded
 def status(c: Context, env: str) -> None:
     """Per-host versions from manifest, hosts and LB; exit 3 when they disagree (drift)."""
@@ -182,21 +194,21 @@ def status(c: Context, env: str) -> None:
         sys.exit(code)
 
 
-@task(help={"env": ENV_HELP, "yes": "do not ask for confirmation (for CI)"})
+@task(positional=[], help={"env": ENV_HELP, "yes": "do not ask for confirmation (for CI)"})
 @cli.guarded
 def unlock(c: Context, env: str, yes: bool = False) -> None:
     """Remove the deploy lock of ENV left by a run that is gone; recorded in the history."""
     commands.unlock(env, yes=yes)
 
 
-@task(help={"env": ENV_HELP})
+@task(positional=[], help={"env": ENV_HELP})
 @cli.guarded
 def reconcile(c: Context, env: str) -> None:
     """Rebuild the manifest's current state from the LB and the hosts (lost/corrupt manifest)."""
     commands.reconcile(env)
 
 
-@task(help={"env": ENV_HELP,
+@task(positional=[], help={"env": ENV_HELP,
             "format": "table, json, html, junit (smoke results) or prometheus "
                       "(textfile collector); default table",
             "output": "write to this file instead of stdout"})
@@ -233,7 +245,7 @@ def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: 
 
 
 def _bench_task(parts: tuple[str, ...], doc: str):
-    @task(help=BENCH_HELP)
+    @task(positional=[], help=BENCH_HELP)
     @cli.guarded
     def bench_part(c: Context, quick: bool = False, name: str = "", subnet: str = "",
                    output: str = "", sizes: str = "") -> None:
@@ -265,7 +277,7 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(build, provision, deploy, promote, rollback, smoke, status, report, unlock,
+ns = Collection(init, build, provision, deploy, promote, rollback, smoke, status, report, unlock,
                 reconcile)
 ns.add_collection(lab)
 ns.add_collection(bench)

@@ -42,6 +42,8 @@ class Artifact:
 
 def validate_version(version: str) -> str:
     """Return `version` if it is safe as a file name and shell word; else raise InputError."""
+    if version is None:
+        raise InputError("--version is required: name the release, e.g. --version 1.4.2")
     if not isinstance(version, str):
         raise InputError(f"invalid version {version!r}: {VERSION_RULE}")
     shown = version if len(version) <= 80 else version[:77] + "..."

@@ -84,6 +84,9 @@ class Environment:
 
 
 def validate_env_name(name: str) -> str:
+    if name is None:
+        raise InputError("--env is required: name the environment, a directory of "
+                         "inventories/ (e.g. --env prod)")
     if not isinstance(name, str) or not ENV_RE.match(name):
         raise InputError(f"invalid environment name {name!r}: use lowercase letters, digits, "
                          "'-' or '_' (e.g. 'prod')")
