@@ -270,7 +270,8 @@ def op_activate(module, p) -> dict:
     artifacts = os.path.join(root, "artifacts")
     for name in prune(mtimes, version, p["keep"]):
         shutil.rmtree(os.path.join(releases_dir, name), ignore_errors=True)
-        pruned = p["artifact"].replace(version, name, 1) if version in p["artifact"] else None
+        artifact_name = p["artifact"] or ""
+        pruned = artifact_name.replace(version, name, 1) if version in artifact_name else None
         if pruned and os.path.exists(os.path.join(artifacts, pruned)):  # its artifact
             os.unlink(os.path.join(artifacts, pruned))
         steps.append(f"prune {name}")
