@@ -82,6 +82,7 @@ from ansible.module_utils.turnout_release import (  # noqa: E402
     ReleaseError,
     members_plan,
     prune,
+    pruned_artifact,
 )
 
 
@@ -270,8 +271,7 @@ def op_activate(module, p) -> dict:
     artifacts = os.path.join(root, "artifacts")
     for name in prune(mtimes, version, p["keep"]):
         shutil.rmtree(os.path.join(releases_dir, name), ignore_errors=True)
-        artifact_name = p["artifact"] or ""
-        pruned = artifact_name.replace(version, name, 1) if version in artifact_name else None
+        pruned = pruned_artifact(p["artifact"], version, name)
         if pruned and os.path.exists(os.path.join(artifacts, pruned)):  # its artifact
             os.unlink(os.path.join(artifacts, pruned))
         steps.append(f"prune {name}")

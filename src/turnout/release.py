@@ -49,6 +49,15 @@ def prune(releases: Mapping[str, float], current: str | None, keep: int) -> list
     return ordered[max(keep - 1, 0):]
 
 
+def pruned_artifact(artifact: str | None, version: str, pruned: str) -> str | None:
+    """The artifact file of release ``pruned``, given the file name ``artifact`` of release
+    ``version`` (the app definition's pattern filled in): that name with the version swapped,
+    never a match by substring (pruning 1.2 keeps app-1.2.3.tar.gz)."""
+    if not artifact or version not in artifact:
+        return None
+    return artifact.replace(version, pruned, 1)
+
+
 def _quote(value: str, specifiers: bool = True) -> str:
     """A double-quoted value for systemd: ``Environment=`` (unit file: ``%`` starts a specifier,
     so it is doubled) or, with ``specifiers=False``, an ``EnvironmentFile=`` line (no

@@ -118,3 +118,9 @@ def test_env_values_and_secrets_reach_the_app_unchanged() -> None:
     unit = release.unit(appdef.validate({"env": {"A": 'x$y%z"w\\v'}}).as_facts(), "blue", "h")
     assert 'Environment=A="x$y%%z\\"w\\\\v"' in unit
     assert release.env_file({"S": 'p$w%d'}) == 'S="p\\$w%d"\n'
+
+
+def test_a_pruned_releases_artifact_is_found_by_its_exact_name() -> None:
+    assert release.pruned_artifact("app-1.2.3.tar.gz", "1.2.3", "1.2") == "app-1.2.tar.gz"
+    assert release.pruned_artifact("shop_9.tgz", "9", "8") == "shop_8.tgz"
+    assert release.pruned_artifact(None, "1.0", "0.9") is None  # no name given: none removed
