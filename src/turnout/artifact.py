@@ -289,7 +289,7 @@ def fetch(url: str, sha256: str, target: Path, opener: Any = None) -> Path:
     if not is_sha256(expected):
         raise InputError(f"an artifact URL needs its sha256: pass --sha256 <64 hex> "
                          f"(or -e turnout_artifact_sha256=...) for {url[:80]}")
-    if target.is_file() and sha256_of(target) == expected:
+    if _kept(target, expected):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -308,6 +308,45 @@ def fetch(url: str, sha256: str, target: Path, opener: Any = None) -> Path:
         _write_atomically(sha256_path(target), f"{expected}  {target.name}\n".encode())
     except OSError as error:
         raise InputError(f"cannot fetch {url[:80]}: {error}; check the URL") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _kept(target: Path, sha256: str) -> bool:
+    """True when ``target`` in dist/ already holds the artifact with ``sha256``; refused when
+    it holds another one (it may be live somewhere: --from and rollback --to find it there)."""
+    if not target.is_file():
+        return False
+    actual = sha256_of(target)
+    if actual != sha256:
+        raise InputError(f"{target} already holds another artifact (sha256 {actual[:12]}...), "
+                         "which --from and rollback --to may need: deploy that one, or give "
+                         "this release another version")
+    if not sha256_path(target).is_file():
+        _write_atomically(sha256_path(target), f"{sha256}  {target.name}\n".encode())
+    return True
+
+
+def keep(path: Path, sha256: str, target: Path) -> Path:
+    """Copy the artifact at ``path`` into dist/ as ``target`` (with its .sha256) unless it is
+    there already, so that --from (by sha256) and rollback --to find it after this deploy."""
+    if path.resolve() == target.resolve() or _kept(target, sha256):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as source:
+            while chunk := source.read(_CHUNK_SIZE):
+                out.write(chunk)
+        if sha256_of(Path(tmp)) != sha256:
+            raise InputError(f"{path} changed while it was copied into {target.parent}/: "
+                             "deploy it again")
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, target)
+        _write_atomically(sha256_path(target), f"{sha256}  {target.name}\n".encode())
+    except OSError as error:
+        raise InputError(f"cannot copy {path} into {target.parent}/: {error}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
@@ -352,7 +391,8 @@ def check_deploy_inputs(version: Any, artifact: Any, sha256: Any, dist_dir: Path
 def given(version: str, artifact: str, sha256: str, dist_dir: Path, file_name: str) -> Artifact:
     """The artifact an operator named (--artifact PATH_OR_URL, --sha256 HEX), checked: a URL
     is fetched into ``dist_dir`` once with the sha256 enforced; a path needs --sha256 or a
-    .sha256 file beside it."""
+    .sha256 file beside it, and is copied into ``dist_dir``. Either way it is kept there under
+    the app definition's artifact name, where --from and rollback --to find it by sha256."""
     validate_version(version)
     if sha256 and not is_sha256(str(sha256).strip().lower()):
         raise InputError(f"--sha256 {str(sha256)[:80]!r} is not a sha256: give 64 hex digits")
@@ -362,6 +402,6 @@ def given(version: str, artifact: str, sha256: str, dist_dir: Path, file_name: s
         raise InputError(f"--artifact {artifact} has no {Path(artifact).name}.sha256 beside "
                          "it: pass --sha256 HEX (the sha256 your build published)")
     checked = check_deploy_inputs(version, artifact, sha256, dist_dir, file_name)
-    path = Path(checked["artifact"])
+    path = keep(Path(checked["artifact"]), checked["sha256"], Path(dist_dir) / file_name)
     return Artifact(version=version, path=path, sha256=checked["sha256"],
                     size=path.stat().st_size)
