@@ -14,10 +14,15 @@ the site reuses the lab after catalog with a fresh one.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shutil
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,6 +38,8 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = "tok-" + "e2e-9f3c1d7a"  # written so that no command line of this test holds it whole
 CATALOG = ("1.0.0", "1.0.1")
+CATALOG_URL = "1.0.2"  # served over HTTP to --artifact, never in dist/ before the deploy
+SLOW_S = 100  # the long request: longer than a rollback plus a deploy's checks before staging
 SITE = ("3.0.0", "3.0.1")
 
 
@@ -137,6 +144,124 @@ def test_catalog_deploy_and_rollback_under_load_never_fail_a_request(catalog):
     assert traffic2.failures == [], traffic2.summary()
     assert set(traffic2.versions) == set(CATALOG), traffic2.summary()
     say(f"catalog deploy: {traffic.summary()}; rollback: {traffic2.summary()}")
+
+
+def in_flight(lab: Lab) -> dict[str, int]:
+    """HAProxy's requests in flight (scur) per app server, read on lb1's runtime API."""
+    stats = ssh(lab, "lb1", "echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+    busy = {}
+    for row in stats.splitlines():
+        fields = row.split(",")
+        if len(fields) > 4 and fields[1] not in ("FRONTEND", "BACKEND", "svname"):
+            busy[fields[1]] = busy.get(fields[1], 0) + int(fields[4] or 0)
+    return busy
+
+
+def wait_until(check, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+class LongRequest(threading.Thread):
+    """One GET through lb1 that takes SLOW_S seconds; what came back, and when (wall clock)."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://{lab.config.host('lb1').address}/slow?s={SLOW_S}"
+        self.status, self.body, self.release, self.ended = 0, "", "", 0.0
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=SLOW_S + 60) as answer:
+                self.status, self.body = answer.status, answer.read().decode()
+                self.release = answer.headers.get("X-Turnout-Release", "")
+        except OSError as error:
+            self.body = repr(error)
+        self.ended = time.time()
+
+
+class ArtifactServer(http.server.ThreadingHTTPServer):
+    """Serves a directory on loopback and counts the GETs of each path."""
+
+    def __init__(self, directory: Path) -> None:
+        gets: dict[str, int] = {}
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gets[self.path] = gets.get(self.path, 0) + 1
+                super().do_GET()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+        self.gets = gets
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
+
+
+def stops_after(lab: Lab, host: str, since: float) -> list[float]:
+    """When systemd began stopping the catalog service on `host` after `since` (wall clock)."""
+    out = ssh(lab, host, f"journalctl -q --no-pager -o short-unix --since @{int(since)} "
+                         "-u catalog.service | grep 'Stopping catalog.service' || true")
+    return [float(line.split()[0]) for line in out.splitlines() if line.strip()]
+
+
+def test_a_long_request_on_the_old_pool_finishes_before_a_deploy_from_a_url_restages_it(
+        catalog, tmp_path):
+    """A request still running on the old pool when the next deploy restages that pool ends
+    with 200 from its own release: the deploy waits for it (drain_s) before it stops the app.
+    The deploy's artifact comes from a URL, fetched once with its sha256 enforced."""
+    invoke("build", "--example", "catalog", "--version", CATALOG_URL, check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    name = f"catalog-{CATALOG_URL}.tar.gz"
+    for suffix in ("", ".sha256"):
+        shutil.move(REPO / "dist" / (name + suffix), served / (name + suffix))
+    sha256 = (served / f"{name}.sha256").read_text().split()[0]
+    server = ArtifactServer(served)
+    try:
+        wrong = run(catalog, "deploy", "--version", CATALOG_URL, "--artifact", server.url(name),
+                    "--sha256", "0" * 64)
+        assert wrong.returncode == 2 and "expected " + "0" * 64 in wrong.stderr, wrong.stderr
+        assert not (REPO / "dist" / name).exists()
+
+        live = next(h for h in ("blue1", "green1")
+                    if catalog_info(catalog, h)["build"]["version"] == CATALOG[0])
+        long_request = LongRequest(catalog)
+        long_request.start()
+        wait_until(lambda: in_flight(catalog).get(live, 0) > 0,
+                   f"the long request in flight on {live}", 30)
+        # traffic leaves `live` for the warm 1.0.1 (live before the last rollback); the long
+        # request stays on `live`
+        back = run(catalog, "rollback", "--to", CATALOG[1])
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert catalog_info(catalog, live)["build"]["version"] == CATALOG[0]
+        assert long_request.is_alive() and in_flight(catalog).get(live, 0) > 0
+        started, fetched = time.time(), server.gets.get(f"/{name}", 0)
+        proc = run(catalog, "deploy", "--version", CATALOG_URL, "--artifact", server.url(name),
+                   "--sha256", sha256)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        long_request.join(timeout=SLOW_S + 60)
+    finally:
+        server.shutdown()
+    assert long_request.status == 200, long_request.body
+    assert f"<h1>catalog {CATALOG[0]}</h1>" in long_request.body
+    assert long_request.release == CATALOG[0]
+    # it was still running when the deploy began, and the app was stopped only after it ended
+    assert long_request.ended > started + 5, (long_request.ended, started)
+    stops = stops_after(catalog, live, started)
+    assert stops and min(stops) >= long_request.ended - 1, (stops, long_request.ended)
+    assert catalog_info(catalog, live)["build"]["version"] == CATALOG_URL
+    assert server.gets == {f"/{name}": fetched + 1}, server.gets  # once, into dist/ for --from
+    assert (REPO / "dist" / name).is_file()
+    say(f"long request: {SLOW_S}s, ended {long_request.ended - started:.1f}s after the deploy "
+        f"began; app stopped {min(stops) - long_request.ended:.1f}s after it ended")
 
 
 def test_the_catalog_secret_is_in_no_manifest_release_json_log_or_command_line(catalog):
