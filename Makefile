@@ -70,7 +70,7 @@ demo: deps ## boot the lab, provision it, deploy two versions, roll back once, p
 test: deps ## the whole gating suite: lint, Molecule, unit, lab integration, e2e, drills
 	$(MAKE) lint
 	$(MAKE) molecule
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=25  # the 25 slowest: where CI's time goes
 
 unit: venv $(CI_TOOLS)/collections/.installed ## unit tests only (seconds, no root needed)
 	$(BIN)/python -m pytest tests/unit
