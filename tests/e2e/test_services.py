@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 TOKEN = "tok-" + "e2e-9f3c1d7a"  # written so that no command line of this test holds it whole
 CATALOG = ("1.0.0", "1.0.1")
 CATALOG_URL = "1.0.2"  # served over HTTP to --artifact, never in dist/ before the deploy
-SLOW_S = 100  # the long request: longer than a rollback plus a deploy's checks before staging
+SLOW_S = 60  # the long request: several times a rollback plus the checks before staging
 SITE = ("3.0.0", "3.0.1")
 
 

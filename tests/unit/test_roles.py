@@ -141,3 +141,43 @@ def test_playbooks_do_not_gather_facts() -> None:
             if "ansible.builtin.import_playbook" in play:
                 continue
             assert play.get("gather_facts") is False, f"{path.name}: play {play.get('name')}"
+
+
+def _documented_options(path: Path) -> dict[str, dict]:
+    """The options a plugin of plugins/ documents in its DOCUMENTATION block ({} if none)."""
+    source = path.read_text() if path.exists() else ""
+    if "DOCUMENTATION = " not in source:
+        return {}
+    namespace: dict[str, Any] = {}
+    start = source.index("DOCUMENTATION = ")
+    exec(source[start:source.index('"""', source.index('r"""', start) + 4) + 3], namespace)
+    return yaml.safe_load(namespace["DOCUMENTATION"]).get("options") or {}
+
+
+# a module's options, plus those its action plugin of the same name takes on the controller
+MODULE_OPTIONS = {p.stem: {**_documented_options(p),
+                           **_documented_options(REPO_ROOT / "plugins" / "action" / p.name)}
+                  for p in sorted((REPO_ROOT / "plugins" / "modules").glob("*.py"))}
+OWN_MODULE_TASKS = [(where, task) for where, task in ALL_TASKS
+                    if any(key in MODULE_OPTIONS for key in task)]
+
+
+def test_own_module_tasks_found() -> None:
+    assert {m for _, t in OWN_MODULE_TASKS for m in t if m in MODULE_OPTIONS} >= \
+        {"turnout_lb", "turnout_release", "turnout_smoke"}
+
+
+@pytest.mark.parametrize(("where", "task"), OWN_MODULE_TASKS,
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_own_module_tasks_give_every_required_option_and_no_unknown_one(where: str,
+                                                                       task: dict) -> None:
+    """A task that calls one of turnout's modules with a required option missing fails only
+    when it runs — and a play that runs it with ignore_errors would pass over it in silence
+    (the drain before a restage once did). Caught here, on the controller, in a second."""
+    module = next(key for key in task if key in MODULE_OPTIONS)
+    given = set(task[module] or {})
+    options = MODULE_OPTIONS[module]
+    missing = sorted(k for k, spec in options.items() if spec.get("required") and k not in given)
+    unknown = sorted(given - set(options))
+    assert not missing, f"{where}: {task['name']!r} lacks required {module} options {missing}"
+    assert not unknown, f"{where}: {task['name']!r} passes unknown {module} options {unknown}"
