@@ -1,4 +1,5 @@
-"""Progress a person can follow on a long run: per phase and per host, from ansible-runner events.
+"""Progress a person can follow on a long run: a pure tracker of the run's events, and the two
+displays that write it (to stderr).
 
 `Tracker` is pure: fed the events ansible-runner gives (dicts with ``event`` and
 ``event_data``), it keeps the current phase (the part of the play name before " | "), each
