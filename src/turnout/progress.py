@@ -78,13 +78,13 @@ class Phase:
 
     @property
     def count(self) -> str:
-        """'n/N' ('n/?' while N is unknown; '' for a phase with no hosts)."""
+        """'n/N' (N: the hosts known to take part, else those seen; '' for none)."""
         total = self.total if self.total is not None else len(self.hosts)
         return f"{self.done}/{total}" if total or self.hosts else ""
 
     @property
     def state(self) -> str:
-        if self.failed or any(s in (FAILED, UNREACHABLE) for s in self.hosts.values()):
+        if self.failed or any(s in (FAILED, UNREACHABLE, BACK) for s in self.hosts.values()):
             return FAILED
         return OK if self.finished else RUNNING
 

@@ -214,3 +214,16 @@ def test_the_live_table_of_a_deploy_shows_the_lb_flipped():
             show(event)
     last = out.getvalue()[out.getvalue().rindex("phase"):]
     assert "LBs flipped: lb1" in last and "blue1" in last and "1/1" in last
+
+
+def test_an_lb_flipped_back_fails_the_flip_phase():
+    tracker = progress.Tracker(lbs=["lb1", "lb2"])
+    for event in (play("Flip | switch every load balancer"),
+                  on("runner_on_ok", "lb1", "turnout | the map is flipped here"),
+                  on("runner_on_failed", "lb2", "pool_switch | route fe_app", res={"msg": "x"}),
+                  play("Flip | put every load balancer back if needed"),
+                  on("runner_on_ok", "lb1", "turnout | flip back")):
+        tracker.feed(event)
+    flip = tracker.phases["flip"]
+    assert flip.hosts == {"lb1": progress.BACK, "lb2": progress.FAILED}
+    assert (flip.count, flip.state, tracker.flipped()) == ("0/2", progress.FAILED, [])
