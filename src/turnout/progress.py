@@ -86,6 +86,8 @@ class Phase:
     def state(self) -> str:
         if self.failed or any(s in (FAILED, UNREACHABLE, BACK) for s in self.hosts.values()):
             return FAILED
+        if self.finished and self.total == 0 and not self.hosts:
+            return SKIPPED  # e.g. the stage of a rollback to the warm pool
         return OK if self.finished else RUNNING
 
 
@@ -114,6 +116,7 @@ class Tracker:
     play: str = ""
     targets: list[str] | None = None  # the plan's target hosts, once planned
     stage_planned: bool = True
+    ended: bool = False  # the playbook's stats arrived
     _play_hosts: dict[str, str] = field(default_factory=dict, repr=False)
 
     def phase(self, name: str) -> Phase:
@@ -153,6 +156,7 @@ class Tracker:
             self.phase(name).finished = False
             return changes
         if kind == "playbook_on_stats":
+            self.ended = True
             changes = self._end_play()
             return changes + (self._finish(self.current) if self.current else [])
         if kind == "runner_on_ok":
@@ -343,8 +347,11 @@ class LiveDisplay:
             cells = [_styled(tracker.phases[name].hosts.get(host, "")) for name in counted]
             hosts.add_row(host, Text.assemble(f"{phase_name} ", _styled(state)), *cells)
         flipped = ", ".join(tracker.flipped()) or "none yet"
-        return Group(Text(f"turnout: {tracker.play or 'starting'}", overflow="ellipsis",
-                          no_wrap=True), phases, hosts, f"LBs flipped: {flipped}")
+        failed = any(phase.state == FAILED for phase in tracker.phases.values())
+        now = ("finished" + (" (failed)" if failed else "") if tracker.ended
+               else tracker.play or "starting")
+        return Group(Text(f"turnout: {now}", overflow="ellipsis", no_wrap=True), phases, hosts,
+                     f"LBs flipped: {flipped}")
 
 
 STYLES = {OK: "green", FLIPPED: "green", FAILED: "bold red", UNREACHABLE: "bold red",

@@ -105,7 +105,8 @@ def test_a_rollback_to_the_warm_pool_stages_nothing():
     lines = plain(events("rollback"), **LAB)
     assert host_lines(lines) == ["smoke: blue1 ok (1/1)", "flip: lb1 flipped (1/1)"]
     tracker = fed("rollback", **LAB)
-    assert tracker.phases["stage"].hosts == {} and tracker.phases["stage"].count == ""
+    stage = tracker.phases["stage"]
+    assert (stage.hosts, stage.count, stage.state) == ({}, "", progress.SKIPPED)
 
 
 def test_provision_counts_every_host_of_the_inventory():
@@ -204,6 +205,7 @@ def test_the_live_table_redraws_in_place_with_per_host_rows_and_counts():
     # the final table stays on screen: the last frame shows the smoke failure
     last = text[text.rindex("phase"):]
     assert "failed" in last and "green1" in last
+    assert "turnout: finished (failed)" in text
 
 
 def test_the_live_table_of_a_deploy_shows_the_lb_flipped():
@@ -214,6 +216,7 @@ def test_the_live_table_of_a_deploy_shows_the_lb_flipped():
             show(event)
     last = out.getvalue()[out.getvalue().rindex("phase"):]
     assert "LBs flipped: lb1" in last and "blue1" in last and "1/1" in last
+    assert "turnout: finished\n" in out.getvalue()
 
 
 def test_an_lb_flipped_back_fails_the_flip_phase():
