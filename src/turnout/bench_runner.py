@@ -102,8 +102,10 @@ def playbook(lab: BenchLab, env_name: str, path: Path, extravars: dict[str, Any]
 
 
 def _check(what: str, timed: Timed) -> Timed:
+    """A step that must succeed; one plain line per step done (bench output is a log)."""
     if timed.rc != 0:
         raise RuntimeError(f"{what} failed (rc {timed.rc}):\n{timed.output}")
+    say(f"  {what}: {timed.seconds}s")
     return timed
 
 

@@ -1,6 +1,6 @@
 """What each user-facing command does, in order: check inputs, plan, act through a playbook,
 report. The playbooks hold the safety (smoke before flip, flip back, record); this module adds
-argument checking, the plan, progress lines and the report. tasks.py only calls these.
+argument checking, the plan, progress (turnout.progress) and the report. tasks.py only calls these.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from turnout import (
     manifest,
     outcome,
     plan,
+    progress,
     report,
     run,
     runner,
@@ -65,7 +66,12 @@ def _lock_refusal(result: runner.RunResult) -> str | None:
 def _run(playbook: str, env: Environment, extravars: dict[str, Any],
          verbose: bool = False) -> runner.RunResult:
     args = runner.build_run_args(playbook, env.hosts_file, extravars)
-    return runner.run_playbook(args, on_line=cli.say, quiet=not verbose)
+    if verbose:  # Ansible's own output, with the FAILED/UNREACHABLE lines
+        return runner.run_playbook(args, on_line=cli.say, quiet=False)
+    tracker = progress.Tracker(lbs=[h.name for h in env.lb],
+                               app_hosts=[h.name for h in env.app_hosts() + env.worker_hosts()])
+    with progress.display(tracker, say=cli.say) as show:
+        return runner.run_playbook(args, on_event=show)
 
 
 def _live_facts(env: Environment) -> facts.FleetFacts:

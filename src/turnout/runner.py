@@ -139,10 +139,14 @@ def progress_line(event: dict[str, Any]) -> str | None:
 
 
 def run_playbook(args: RunArgs, on_line: Callable[[str], None] | None = None,
-                 quiet: bool = True) -> RunResult:
-    """Run the playbook with ansible-runner in a fresh private_data_dir; return the result."""
+                 quiet: bool = True,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Run the playbook with ansible-runner in a fresh private_data_dir; return the result.
+
+    Progress goes to `on_event` (every ansible-runner event, e.g. turnout.progress) when
+    given, else to `on_line` (progress_line's lines)."""
     kwargs: dict[str, Any] = {"playbook": str(args.playbook), "extravars": args.extravars}
-    return _run(args.inventory, args.envvars, kwargs, on_line, quiet)
+    return _run(args.inventory, args.envvars, kwargs, on_line, quiet, on_event)
 
 
 def run_module(inventory: Path, pattern: str, module: str, module_args: str = "",
@@ -181,14 +185,16 @@ def with_parent_death_shim(envvars: dict[str, str], shim_dir: Path) -> dict[str,
 
 
 def _run(inventory: Path, envvars: dict[str, str], kwargs: dict[str, Any],
-         on_line: Callable[[str], None] | None, quiet: bool) -> RunResult:
+         on_line: Callable[[str], None] | None, quiet: bool,
+         on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
     import ansible_runner  # imported here: it is slow to import and only needed to act
 
     failure_messages: list[str] = []
 
     def handler(event: dict[str, Any]) -> bool:
-        line = progress_line(event)
-        if line and on_line:
+        if on_event:
+            on_event(event)
+        elif on_line and (line := progress_line(event)):
             on_line(line)
         if event.get("event") == "runner_on_failed":
             data = event.get("event_data", {})

@@ -159,3 +159,13 @@ def test_results_name():
     when = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
     assert bench.results_name(when, False) == "2026-11-22"
     assert bench.results_name(when, True) == "2026-11-22-quick"
+
+
+def test_each_bench_step_done_prints_one_plain_line(capsys):
+    from turnout import bench_runner
+
+    bench_runner._check("invoke deploy 1.0 to b2", bench_runner.Timed(12.5, 0, "out"))
+    assert capsys.readouterr().err == "bench:   invoke deploy 1.0 to b2: 12.5s\n"
+    with pytest.raises(RuntimeError, match="provision failed"):
+        bench_runner._check("provision", bench_runner.Timed(3.0, 2, "boom"))
+    assert capsys.readouterr().err == ""
