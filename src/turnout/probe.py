@@ -20,6 +20,7 @@ class Sample:
     at: float  # time.monotonic() when the response completed
     status: int  # HTTP status, or 0 for a connection error / timeout
     version: str | None
+    error: str = ""  # for status 0: what the client saw (e.g. "TimeoutError: timed out")
 
 
 @dataclass
@@ -54,7 +55,10 @@ class ProbeResult:
 
     def summary(self) -> str:
         codes = Counter(s.status for s in self.samples)
-        return f"{self.total} requests, status {dict(codes)}, versions {dict(self.versions)}"
+        errors = Counter(s.error for s in self.samples if s.error)
+        said = f", errors {dict(errors)}" if errors else ""
+        return (f"{self.total} requests, status {dict(codes)}, versions {dict(self.versions)}"
+                f"{said}")
 
 
 class TrafficProbe:
@@ -108,9 +112,9 @@ class TrafficProbe:
                                    f"in {timeout_s}s")
             time.sleep(0.05)
 
-    def _record(self, status: int, version: str | None) -> bool:
+    def _record(self, status: int, version: str | None, error: str = "") -> bool:
         with self._lock:
-            self.result.samples.append(Sample(time.monotonic(), status, version))
+            self.result.samples.append(Sample(time.monotonic(), status, version, error))
             return len(self.result.samples) < self.max_requests
 
     def _work(self, deadline: float, keep_alive: bool) -> None:
@@ -118,7 +122,8 @@ class TrafficProbe:
         while not self._stop.is_set() and time.monotonic() < deadline:
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-            status, version = 0, None
+            status, version, error = 0, None, ""
+            reused = conn.sock is not None  # a kept-alive connection, not a new one
             try:
                 conn.request("GET", self.path,
                              headers={} if keep_alive else {"Connection": "close"})
@@ -129,12 +134,13 @@ class TrafficProbe:
                     version = response.getheader(self.version_header)
                 elif status == 200 and self.path == "/version":
                     version = json.loads(body).get("version")
-            except (OSError, http.client.HTTPException, ValueError):
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 status = 0
+                error = f"{type(exc).__name__}: {exc}"[:120] + (" (kept-alive)" if reused else "")
             if not keep_alive or status != 200:
                 conn.close()
                 conn = None
-            if not self._record(status, version):
+            if not self._record(status, version, error):
                 break
             if self.interval_s:
                 self._stop.wait(self.interval_s)

@@ -72,3 +72,16 @@ def test_first_all_new():
     result = ProbeResult(samples)
     assert result.first_all_new("2", after=0.0) == 3.0
     assert result.first_all_new("3", after=0.0) is None
+
+
+def test_a_connection_error_is_a_failure_that_says_what_the_client_saw():
+    server = serve()
+    port = server.server_address[1]
+    server.shutdown()
+    server.server_close()  # nothing listens on the port any more
+    with TrafficProbe("127.0.0.1", port, workers=1, interval_s=0.01) as probe:
+        probe.wait_for(3)
+    failures = probe.result.failures
+    assert failures and all(s.status == 0 for s in failures)
+    assert all(s.error.startswith("ConnectionRefusedError") for s in failures), failures[0]
+    assert "errors {'ConnectionRefusedError" in probe.result.summary()
