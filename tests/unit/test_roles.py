@@ -3,6 +3,7 @@ and call modules by their fully qualified names."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +146,14 @@ def test_playbooks_do_not_gather_facts() -> None:
 
 def _documented_options(path: Path) -> dict[str, dict]:
     """The options a plugin of plugins/ documents in its DOCUMENTATION block ({} if none)."""
-    source = path.read_text() if path.exists() else ""
-    if "DOCUMENTATION = " not in source:
+    if not path.exists():
         return {}
-    namespace: dict[str, Any] = {}
-    start = source.index("DOCUMENTATION = ")
-    exec(source[start:source.index('"""', source.index('r"""', start) + 4) + 3], namespace)
-    return yaml.safe_load(namespace["DOCUMENTATION"]).get("options") or {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "DOCUMENTATION"
+                for target in node.targets):
+            return yaml.safe_load(ast.literal_eval(node.value)).get("options") or {}
+    return {}
 
 
 # a module's options, plus those its action plugin of the same name takes on the controller
