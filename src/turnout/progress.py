@@ -372,7 +372,8 @@ def choose_mode(mode: str, stream: TextIO, environ: dict[str, str] | None = None
     if mode not in MODES:
         from turnout.errors import InputError
 
-        raise InputError(f"--progress must be one of {', '.join(MODES)} (got {mode!r})")
+        raise InputError(f"{MODE_ENV} must be one of {', '.join(MODES)} (got {mode!r}): "
+                         f"unset it or set it to one of them")
     if mode == "auto":
         is_tty = getattr(stream, "isatty", lambda: False)()
         return "tty" if is_tty and environ.get("TERM", "") != "dumb" else "plain"

@@ -182,7 +182,7 @@ def test_live_only_on_a_terminal_unless_told(mode, stream, environ, chosen):
 
 
 def test_an_unknown_progress_mode_is_bad_input():
-    with pytest.raises(InputError, match="must be one of auto, tty, plain"):
+    with pytest.raises(InputError, match="TURNOUT_PROGRESS must be one of auto, tty, plain"):
         progress.choose_mode("auto", io.StringIO(), {"TURNOUT_PROGRESS": "fancy"})
 
 
