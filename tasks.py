@@ -256,6 +256,42 @@ def _bench_task(parts: tuple[str, ...], doc: str):
     return bench_part
 
 
+@task(positional=[], help={
+    **LAB_HELP,
+    "env": "the drill's environment name (its own inventory under .cache/chaos; default labcx)",
+    "steps": "steps per seed, 1-10000 (default 20)",
+    "seed": "seed, or several comma-separated (default 1); a seed replays the same sequence",
+    "weights": "change step weights, e.g. kill=8,provision=0 (see docs/chaos.md for the kinds)",
+    "output": "directory for chaos-<date>.json/.md (default bench/results)",
+    "keep": "leave the lab up afterwards"})
+@cli.guarded
+def chaos(c: Context, env: str = "labcx", steps: str = "20", seed: str = "1", weights: str = "",
+          name: str = "", subnet: str = "", output: str = "", keep: bool = False) -> None:
+    """Randomized operator drill on its own lab (2 LBs): random deploys, broken releases,
+    approvals, canaries, rollbacks, kills and faults under load, judged after every step;
+    exit 1 on any violation of the invariant."""
+    from turnout import chaos as drill
+    from turnout import chaos_runner
+
+    seeds = [cli.int_option(s, "--seed", 0, 2**31) for s in seed.split(",") if s.strip()]
+    if not seeds:
+        raise drill.ChaosError("--seed: give at least one whole number")
+    runs = chaos_runner.on_lab(
+        name or os.environ.get("TURNOUT_CHAOS_LAB", "cx"),
+        subnet or os.environ.get("TURNOUT_CHAOS_SUBNET", "10.231.93.0/24"),
+        env, seeds, cli.int_option(steps, "--steps", 1, 10000),
+        drill.parse_weights(weights),
+        Path(output).resolve() if output else chaos_runner.RESULTS, keep=keep,
+        say=cli.say)
+    bad = [r for r in runs if r["violations"] or r["failed_outside_haproxy_restarts"]]
+    if bad:
+        first = bad[0]
+        raise drill.InvariantBroken(
+            f"seed {first['seed']}: {len(first['violations'])} violations, "
+            f"{first['failed_outside_haproxy_restarts']} failed requests outside HAProxy "
+            f"restarts; first after {(first['first_violation'] or {}).get('step')}")
+
+
 bench = Collection("bench")
 bench.add_task(_bench_task(("deploy_scaling", "flip", "rollback", "load", "overhead", "tuning",
                             "baselines"),
@@ -277,7 +313,7 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(init, build, provision, deploy, promote, rollback, smoke, status, report, unlock,
-                reconcile)
+ns = Collection(init, build, chaos, provision, deploy, promote, rollback, smoke, status, report,
+                unlock, reconcile)
 ns.add_collection(lab)
 ns.add_collection(bench)

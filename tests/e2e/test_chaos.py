@@ -1,0 +1,52 @@
+"""The randomized operator drill, gating: one seeded sequence on its own lab ('tc', 2 LBs, two
+hosts per pool) under load through both LBs, judged after every step (src/turnout/chaos.py).
+
+Seed 1944's first 8 steps meet 8 kinds: a deploy, an HAProxy reload, a deploy with approval,
+an HAProxy restart, a SIGKILL of a running command, a lost manifest and reconcile, a rollback
+and a broken release. Longer runs: `invoke chaos --steps 200 --seed 1,2,3` (docs/chaos.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import invoke, require_lab_support
+from turnout import chaos, chaos_runner
+
+pytestmark = pytest.mark.e2e
+
+SEED, STEPS = 1944, 8
+
+
+def test_bad_chaos_options_are_refused_before_any_lab_boots():
+    for args, says in ((["--weights", "explode=1"], "unknown step 'explode'"),
+                       (["--steps", "0"], "--steps"), (["--seed", "x"], "--seed")):
+        proc = invoke("chaos", *args, env={"TURNOUT_CHAOS_LAB": "zz"})
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0] and "Traceback" not in proc.stderr, lines
+    assert not os.path.exists("/var/lib/turnout/labs/zz")
+
+
+def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
+    require_lab_support()
+    (run,) = chaos_runner.on_lab(
+        os.environ.get("TURNOUT_TEST_CHAOS_LAB", "tc"),
+        os.environ.get("TURNOUT_TEST_CHAOS_SUBNET", "10.231.22.0/24"), "labtc", [SEED], STEPS,
+        None, out_dir=tmp_path, keep=os.environ.get("TURNOUT_KEEP_LAB") == "1")
+    print("\n".join(f"CHAOS {line}" for line in (tmp_path.glob("chaos-*.md").__next__()
+                                                   .read_text().splitlines())))
+    assert run["sequence"] == [s.describe() for s in chaos.draw(SEED, STEPS)]  # reproducible
+    assert run["steps"] == STEPS, run
+    assert run["violations"] == [], run["first_violation"]
+    assert run["failed_outside_haproxy_restarts"] == 0, run["failed_requests_by_cause"]
+    assert run["requests"] > 1000  # the load ran through every step
+    # the steps really ran their commands: the deploy, the reconcile and the broken deploy
+    kinds = {r["step"]["kind"]: r for r in run["results"]}
+    assert kinds["deploy"]["commands"][-1]["exit"] == 0
+    assert kinds["manifest_lost"]["commands"][-1]["argv"][0] == "reconcile"
+    assert kinds["manifest_lost"]["commands"][-1]["exit"] == 0
+    assert kinds["deploy_broken"]["commands"][-1]["exit"] == 1
+    assert any(r["requests"] for r in run["results"] if r["step"]["kind"] == "haproxy_restart")
