@@ -374,6 +374,31 @@ def test_apply_rollback_success_flips_live_only() -> None:
     assert mf.run_entry(after, "20261122T140000Z-1a2b3c")["action"] == "deploy"
 
 
+def test_apply_rollback_to_a_restaged_release_records_the_pool_and_its_hosts() -> None:
+    # found by `invoke chaos` (seed 7, step 14): a failed deploy left 1.4.2 staged on green;
+    # `rollback --to 1.4.0` restaged green with 1.4.0 and moved traffic there, but the
+    # manifest kept green's hosts at 1.4.2 and `status` reported drift
+    failed = mf.apply_event(blue_live(), event(
+        result="failed", phase="flip", message="canary aborted at 50%",
+        hosts={"green1": {"version": "1.4.2", "sha256": SHA_NEW, "smoke": smoke()}}))
+    sha_restaged = "c" * 64
+    rollback = event(
+        id="20261122T150000Z-bbbbbb", action="rollback",
+        started_at="2026-11-22T15:00:00Z", finished_at="2026-11-22T15:00:09Z",
+        **{"from": {"pool": "blue", "version": "1.4.1", "sha256": SHA_OLD}},
+        to={"pool": "green", "version": "1.4.0", "sha256": sha_restaged},
+        smoke={"green1": smoke()}, hosts={})
+    after = mf.apply_event(failed, rollback)
+    assert after["live_pool"] == "green"
+    green = after["pools"]["green"]
+    assert (green["version"], green["sha256"]) == ("1.4.0", sha_restaged)
+    host = green["hosts"]["green1"]
+    assert (host["version"], host["sha256"]) == ("1.4.0", sha_restaged)
+    assert "staged" not in host and host["run_id"] == "20261122T150000Z-bbbbbb"
+    assert host["smoke"]["result"] == "passed"
+    assert after["pools"]["blue"] == failed["pools"]["blue"]  # the old pool stays warm
+
+
 def test_apply_noop_records_history_only() -> None:
     before = blue_live()
     after = mf.apply_event(before, event(result="noop", message="1.4.1 already live", hosts={}))

@@ -100,10 +100,20 @@ def _set_pool(
     previous_hosts = manifest["pools"][pool]["hosts"]
     if hosts:
         pool_hosts = {h: _host_state(entry, r, staged=False) for h, r in hosts.items()}
-    else:  # a promote: the hosts were staged by the run that awaited approval
+    else:  # a promote or rollback: the pool's hosts already hold the release...
         pool_hosts = {
             h: {k: v for k, v in s.items() if k != "staged"} for h, s in previous_hosts.items()
         }
+        # ...unless this run restaged them (rollback --to after the pool held another release,
+        # found by `invoke chaos`: the hosts kept a failed deploy's version, status said drift).
+        # Traffic moved only after every one passed its smoke test of exactly this release.
+        smoke = entry.get("smoke") or {}
+        for host, state in pool_hosts.items():
+            if (state.get("version"), state.get("sha256")) != (entry["to"]["version"],
+                                                               entry["to"]["sha256"]):
+                pool_hosts[host] = _host_state(entry, {
+                    "version": None, "sha256": None, "deployed_at": None,
+                    "smoke": smoke.get(host) or state.get("smoke")}, staged=False)
     manifest["pools"][pool] = {
         "version": entry["to"]["version"],
         "sha256": entry["to"]["sha256"],
@@ -114,6 +124,15 @@ def _set_pool(
     }
     for host in pool_hosts:
         manifest["pools"][other_pool(pool)]["hosts"].pop(host, None)
+
+
+def _restaged(manifest: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """A rollback whose target pool's record is not the release it went back to: the run
+    restaged it (``rollback --to`` after the pool held another release)."""
+    pool = manifest["pools"].get(entry["to"]["pool"]) or {}
+    release = (entry["to"]["version"], entry["to"]["sha256"])
+    return (pool.get("version"), pool.get("sha256")) != release or any(
+        (h.get("version"), h.get("sha256")) != release for h in (pool.get("hosts") or {}).values())
 
 
 def _stage_hosts(
@@ -154,7 +173,8 @@ def apply_event(data: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, 
     action, result, target = entry["action"], entry["result"], entry["to"]["pool"]
     if result == "success":
         reconciled = action == "reconcile" and entry["to"]["version"] is not None
-        if action in ("deploy", "promote") or (reconciled and target is not None):
+        if action in ("deploy", "promote") or (reconciled and target is not None) or (
+                action == "rollback" and _restaged(manifest, entry)):
             _set_pool(manifest, entry, hosts)
         if action in ("deploy", "promote", "rollback", "reconcile"):
             manifest["live_pool"] = target
