@@ -1,0 +1,3 @@
+"""The invoke namespace lives in the package (turnout.tasks) so `pip install` ships it too."""
+
+from turnout.tasks import ns  # noqa: F401
