@@ -110,6 +110,7 @@ VERBOSE_HELP = "show Ansible's full output instead of progress lines"
 def build(c: Context, version: str, broken: str = "", notes: str = "",
           example: str = "app") -> None:
     """Build dist/<example>-VERSION.tar.gz (byte-for-byte reproducible) and its .sha256."""
+    cli.needs_checkout("build", "the example services' sources are in examples/")
     commands.build(version, broken=broken, notes=notes, example=example)
 
 
@@ -229,6 +230,7 @@ BENCH_HELP = {
 
 def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: str,
            sizes: str) -> None:
+    cli.needs_checkout("bench", "it runs the checkout's tasks and writes bench/results")
     from turnout import bench, bench_runner  # imported on use: matplotlib is slow to import
 
     chosen = [p for p in parts if not quick or p in bench.QUICK_PARTS] if len(parts) > 1 \
