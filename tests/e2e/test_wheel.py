@@ -117,7 +117,7 @@ def test_deploy_and_rollback_from_a_team_directory(installed, workspace):
     ok(turnout(installed, work, "rollback", "--env", ENV))
     assert lb_version(config) == A
     manifest = yaml.safe_load((work / "inventories" / ENV / "manifest.yml").read_text())
-    actions = [(e.get("action"), e.get("version")) for e in manifest["history"]]
+    actions = [(e.get("action"), (e.get("to") or {}).get("version")) for e in manifest["history"]]
     assert ("deploy", A) in actions and ("deploy", B) in actions, actions
-    assert actions[-1][0] == "rollback", actions
+    assert actions[-1] == ("rollback", A), actions
     assert manifest["pools"][manifest["live"]]["version"] == A
