@@ -11,9 +11,22 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
+from turnout import layout
 from turnout.errors import InputError, TurnoutError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+LAYOUT = layout.current()
+# The workspace: the checkout root, or the current directory when installed from a wheel.
+REPO_ROOT = LAYOUT.workspace
+
+
+def command_name() -> str:
+    """What the user types: 'invoke' in the checkout, 'turnout' when installed."""
+    return LAYOUT.command
+
+
+def _as_typed(message: str) -> str:
+    """Messages name 'invoke TASK'; installed, the command is 'turnout TASK'."""
+    return message.replace("invoke ", "turnout ") if LAYOUT.installed else message
 
 
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,7 +37,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except TurnoutError as exc:
-            raise Exit(f"turnout: error: {exc}", code=exc.exit_code) from None
+            raise Exit(f"turnout: error: {_as_typed(str(exc))}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("turnout: interrupted", code=130) from None
 
@@ -45,9 +58,16 @@ def int_option(value: Any, name: str, low: int, high: int) -> int:
 
 def say(message: str) -> None:
     """Progress line on stderr (stdout stays for reports)."""
-    print(message, file=sys.stderr, flush=True)
+    print(_as_typed(message), file=sys.stderr, flush=True)
 
 
 def inventories_root() -> Path:
-    """Where environments live: $TURNOUT_INVENTORIES or <repo>/inventories."""
+    """Where environments live: $TURNOUT_INVENTORIES or <workspace>/inventories."""
     return Path(os.environ.get("TURNOUT_INVENTORIES", REPO_ROOT / "inventories")).resolve()
+
+
+def needs_checkout(task_name: str, why: str) -> None:
+    """Refuse a task that only works in the checkout (exit 2, one line) when installed."""
+    if LAYOUT.installed:
+        raise InputError(f"'{task_name}' needs the turnout checkout ({why}); run "
+                         f"'invoke {task_name}' there")

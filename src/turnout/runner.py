@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turnout.cli import REPO_ROOT
+from turnout.cli import LAYOUT
 from turnout.errors import InputError
 
-PLAYBOOKS = REPO_ROOT / "playbooks"
+CONTENT = LAYOUT.content  # playbooks, roles, plugins, ansible.cfg (checkout or packaged)
+PLAYBOOKS = CONTENT / "playbooks"
 
 # Environment every run gets: the project's ansible.cfg (roles, plugins, SSH settings) and
 # host key checking, which ansible-runner turns off unless told otherwise.
 BASE_ENV = {
     "ANSIBLE_HOST_KEY_CHECKING": "True",
-    "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+    "ANSIBLE_CONFIG": str(CONTENT / "ansible.cfg"),
     # ansible-runner prepends its own callback dir to this; without it ansible.cfg's is lost
-    "ANSIBLE_CALLBACK_PLUGINS": str(REPO_ROOT / "plugins" / "callback"),
+    "ANSIBLE_CALLBACK_PLUGINS": str(CONTENT / "plugins" / "callback"),
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
@@ -99,6 +100,8 @@ def build_run_args(playbook: str, inventory: Path, extravars: dict[str, Any],
     if not inventory.is_absolute():
         raise InputError(f"inventory path must be absolute (got {inventory})")
     envvars = build_env(environ)
+    if LAYOUT.installed:  # dist/ and hooks are in the workspace, not next to the playbooks
+        extravars = {"turnout_project_dir": str(LAYOUT.workspace), **extravars}
     clean = {k: extravars[k] for k in sorted(extravars) if extravars[k] is not None}
     return RunArgs(playbook=playbook_path(playbook), inventory=inventory, extravars=clean,
                    envvars=envvars)
@@ -207,7 +210,7 @@ def _run(inventory: Path, envvars: dict[str, str], kwargs: dict[str, Any],
     envvars = with_parent_death_shim(envvars, private / "bin")
     try:
         result = ansible_runner.run(
-            private_data_dir=str(private), project_dir=str(REPO_ROOT),
+            private_data_dir=str(private), project_dir=str(CONTENT),
             inventory=str(inventory), envvars=envvars, quiet=quiet,
             event_handler=handler, suppress_env_files=True, **kwargs,
         )
