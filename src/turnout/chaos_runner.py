@@ -402,9 +402,15 @@ def _last_error(output: str) -> str:
 
 def run(config: LabConfig, inventories: Path, env: str, seed: int, steps: int,
         weights: dict[str, int] | None, workdir: Path, say: Callable[[str], None] = print,
-        stop_at_first: bool = False) -> dict[str, Any]:
-    """Draw, set up, run every step, judge; the run's summary with every step's result."""
+        stop_at_first: bool = False, then: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Draw, set up, run every step, judge; the run's summary with every step's result.
+
+    ``then``: step kinds run after the drawn ones (a scripted drill of a sequence the drawn
+    ones once found), with arguments drawn from the same seed."""
     drawn = chaos.draw(seed, steps, weights)
+    extra = chaos.draw(seed, len(then), {kind: 1 for kind in then}) if then else []
+    drawn += [Step(steps + n, kind, next((s.args for s in extra if s.kind == kind), {}))
+              for n, kind in enumerate(then, 1)]
     workdir.mkdir(parents=True, exist_ok=True)
     drill = Drill(config, inventories, env, seed, workdir, say)
     started = time.monotonic()
@@ -453,7 +459,8 @@ WORK = cli.REPO_ROOT / ".cache" / "chaos"
 
 def on_lab(name: str, subnet: str, env: str, seeds: list[int], steps: int,
            weights: dict[str, int] | None, out_dir: Path | None = RESULTS, keep: bool = False,
-           say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+           say: Callable[[str], None] = print, then: tuple[str, ...] = ()
+           ) -> list[dict[str, Any]]:
     """Boot a lab (2 LBs, 2 hosts per pool) with its own inventory, run one drill per seed on a
     freshly provisioned fleet, write the results (unless out_dir is None), bring it down."""
     config = LabConfig(name=name, subnet=subnet, app_hosts=2, lbs=2)
@@ -470,7 +477,8 @@ def on_lab(name: str, subnet: str, env: str, seeds: list[int], steps: int,
             (env_dir / "group_vars" / "all.yml").write_text(
                 (cli.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
             lab_fleet.up(config, env_dir)
-            runs.append(run(config, inventories, env, seed, steps, weights, work / "logs", say))
+            runs.append(run(config, inventories, env, seed, steps, weights, work / "logs", say,
+                            then=then))
             if out_dir is not None:
                 json_path, _ = write_results(runs, out_dir)
                 say(f"chaos: wrote {json_path} (+ .md)")

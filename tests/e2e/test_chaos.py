@@ -18,6 +18,9 @@ from turnout import chaos, chaos_runner
 pytestmark = pytest.mark.e2e
 
 SEED, STEPS = 1944, 8
+# then the sequence seed 7 found (a failed deploy leaves the idle pool holding its release;
+# `rollback --to` restages an older one there and moves traffic): status must be clean after
+THEN = ("deploy_broken", "rollback_to")
 
 
 def test_bad_chaos_options_are_refused_before_any_lab_boots():
@@ -38,8 +41,9 @@ def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
         None, out_dir=tmp_path, keep=os.environ.get("TURNOUT_KEEP_LAB") == "1")
     print("\n".join(f"CHAOS {line}" for line in (tmp_path.glob("chaos-*.md").__next__()
                                                    .read_text().splitlines())))
-    assert run["sequence"] == [s.describe() for s in chaos.draw(SEED, STEPS)]  # reproducible
-    assert run["steps"] == STEPS, run
+    drawn = [s.describe() for s in chaos.draw(SEED, STEPS)]
+    assert run["sequence"][:STEPS] == drawn  # reproducible
+    assert run["steps"] == STEPS + len(THEN), run
     assert run["violations"] == [], run["first_violation"]
     assert run["failed_outside_haproxy_restarts"] == 0, run["failed_requests_by_cause"]
     assert run["requests"] > 1000  # the load ran through every step
@@ -50,3 +54,6 @@ def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
     assert kinds["manifest_lost"]["commands"][-1]["exit"] == 0
     assert kinds["deploy_broken"]["commands"][-1]["exit"] == 1
     assert any(r["requests"] for r in run["results"] if r["step"]["kind"] == "haproxy_restart")
+    restaged = run["results"][-1]
+    assert restaged["step"]["kind"] == "rollback_to" and restaged["commands"][-1]["exit"] == 0
+    assert restaged["status"] == 0, restaged  # the manifest records the restaged hosts
