@@ -271,6 +271,9 @@ def render_markdown(runs: Sequence[Mapping[str, Any]], when: str, machine: str) 
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(run["steps_by_kind"].items()))
         lines.append(f"- seed {run['seed']}: {kinds}")
     for run in runs:
+        if run.get("note"):
+            lines += ["", f"Seed {run['seed']}: {run['note']}"]
+    for run in runs:
         if run["first_violation"]:
             first = run["first_violation"]
             lines += ["", f"## Seed {run['seed']}: first violation after {first['step']}", ""]

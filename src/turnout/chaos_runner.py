@@ -266,7 +266,9 @@ class Drill:
     def run_status(self) -> tuple[int, str]:
         command = self.start("status", "--env", self.env)
         code = command.proc.wait(timeout=300)
-        return code, " ".join(command.output().split())[-600:]
+        out = command.output()
+        drift = [line.strip() for line in out.splitlines() if line.strip().startswith("drift:")]
+        return code, "; ".join(drift) if drift else " ".join(out.split())[-600:]
 
     def _deploy(self, step: Step, record: list) -> None:
         self.run(record, "deploy", "--env", self.env, "--version",
