@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from turnout import chaos, cli
+from turnout import chaos, cli, fleetlock
 from turnout.chaos import Step, StepResult
 from turnout.lab import fleet as lab_fleet
 from turnout.lab.config import LabConfig, ssh_options
@@ -108,6 +108,18 @@ class Drill:
             if out.stdout.strip():
                 held.append(f"{lb}: {out.stdout.strip()}")
         return "; ".join(held)
+
+    def stale_lock(self, lock: str) -> bool:
+        """Every LB's lock names a process of this controller that is gone (a killed run)."""
+        for part in lock.split("; "):
+            try:
+                holder = json.loads(part.split(": ", 1)[1])
+            except (IndexError, ValueError):
+                return False
+            if not isinstance(holder, dict) or not fleetlock.holder_is_dead(
+                    holder, fleetlock.controller_identity()):
+                return False
+        return True
 
     def manifest(self) -> dict[str, Any]:
         try:
@@ -253,9 +265,20 @@ class Drill:
         if status[0] == 0:
             self.drift_by = None
         after = self.state()
+        lock = after["lock"]
+        if lock and self.stale_lock(lock):
+            # a SIGKILLed controller cannot release its lock; the next command here takes it
+            # over at once (its holder is dead on this controller) — judged below when one
+            # is refused for it
+            after["lock"] = "left by the SIGKILLed run (dead on this controller)"
+            lock = ""
         violations += chaos.judge_fleet(
             step, pools=after["lbs"], status_code=status[0], status_says=status[1],
-            drift_explained_by=self.drift_by, lock=after["lock"], command_running=False)
+            drift_explained_by=self.drift_by, lock=lock, command_running=False)
+        violations += [chaos.Violation(step.index, f"{' '.join(c['argv'])} was refused for a "
+                                                   f"lock with no other command running: "
+                                                   f"{c['said']}")
+                       for c in record if "deploy lock held by" in str(c.get("said"))]
         return StepResult(step=step, commands=record, seconds=round(seconds, 1),
                           live_before=live_before, live_after=after["manifest_live"],
                           requests=sum(p.result.total for p in probes),

@@ -1,9 +1,10 @@
 """The randomized operator drill, gating: one seeded sequence on its own lab ('tc', 2 LBs, two
 hosts per pool) under load through both LBs, judged after every step (src/turnout/chaos.py).
 
-Seed 1944's first 8 steps meet 8 kinds: a deploy, an HAProxy reload, a deploy with approval,
-an HAProxy restart, a SIGKILL of a running command, a lost manifest and reconcile, a rollback
-and a broken release. Longer runs: `invoke chaos --steps 200 --seed 1,2,3` (docs/chaos.md).
+Seed 1944's first 7 steps meet 7 kinds: a deploy, an HAProxy reload, a deploy with approval,
+an HAProxy restart, a SIGKILL of a running command, a lost manifest and reconcile, and a
+rollback; then a deploy, a broken release and a rollback --to (the sequence seed 7 found).
+Longer runs: `invoke chaos --steps 200 --seed 1,2,3` (docs/chaos.md).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from turnout import chaos, chaos_runner
 
 pytestmark = pytest.mark.e2e
 
-SEED, STEPS = 1944, 8
-# then the sequence seed 7 found (a failed deploy leaves the idle pool holding its release;
-# `rollback --to` restages an older one there and moves traffic): status must be clean after
-THEN = ("deploy_broken", "rollback_to")
+SEED, STEPS = 1944, 7
+# then the sequence seed 7 found: a deploy, a failed deploy that leaves the idle pool holding its
+# release, and `rollback --to` the release before the deploy, restaged there: status must be
+# clean after it
+THEN = ("deploy", "deploy_broken", "rollback_to")
 
 
 def test_bad_chaos_options_are_refused_before_any_lab_boots():
@@ -38,7 +40,7 @@ def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
     (run,) = chaos_runner.on_lab(
         os.environ.get("TURNOUT_TEST_CHAOS_LAB", "tc"),
         os.environ.get("TURNOUT_TEST_CHAOS_SUBNET", "10.231.22.0/24"), "labtc", [SEED], STEPS,
-        None, out_dir=tmp_path, keep=os.environ.get("TURNOUT_KEEP_LAB") == "1")
+        None, out_dir=tmp_path, keep=os.environ.get("TURNOUT_KEEP_LAB") == "1", then=THEN)
     print("\n".join(f"CHAOS {line}" for line in (tmp_path.glob("chaos-*.md").__next__()
                                                    .read_text().splitlines())))
     drawn = [s.describe() for s in chaos.draw(SEED, STEPS)]
