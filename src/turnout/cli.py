@@ -37,7 +37,8 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except TurnoutError as exc:
-            raise Exit(f"turnout: error: {_as_typed(str(exc))}", code=exc.exit_code) from None
+            text = str(exc) if isinstance(exc, CheckoutOnly) else _as_typed(str(exc))
+            raise Exit(f"turnout: error: {text}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("turnout: interrupted", code=130) from None
 
@@ -66,8 +67,13 @@ def inventories_root() -> Path:
     return Path(os.environ.get("TURNOUT_INVENTORIES", REPO_ROOT / "inventories")).resolve()
 
 
+class CheckoutOnly(InputError):
+    """A task refused when installed; its message names 'invoke', the checkout's command, and
+    is not rewritten to 'turnout'."""
+
+
 def needs_checkout(task_name: str, why: str) -> None:
     """Refuse a task that only works in the checkout (exit 2, one line) when installed."""
     if LAYOUT.installed:
-        raise InputError(f"'{task_name}' needs the turnout checkout ({why}); run "
+        raise CheckoutOnly(f"'{task_name}' needs the turnout checkout ({why}); run "
                          f"'invoke {task_name}' there")

@@ -104,6 +104,7 @@ def test_help_and_bad_input_without_the_checkout(installed, tmp_path):
     assert "invoke" not in lines[0] and str(tmp_path / "inventories") in lines[0]
     refused = turnout(installed, tmp_path, "build", "--version", A)
     assert refused.returncode == 2 and "needs the turnout checkout" in refused.stderr
+    assert "run 'invoke build' there" in refused.stderr  # the checkout's command, not rewritten
 
 
 def test_deploy_and_rollback_from_a_team_directory(installed, workspace):
