@@ -295,6 +295,23 @@ def chaos(c: Context, env: str = "labcx", steps: str = "20", seed: str = "1", we
             f"restarts; first after {(first['first_violation'] or {}).get('step')}")
 
 
+@task(positional=[], help={
+    "output": "directory for the tarball (default build/collection)"})
+@cli.guarded
+def collection(c: Context, output: str = "") -> None:
+    """Build the Ansible collection turnout.bluegreen with ansible-galaxy collection build
+    (version = the project's); prints the tarball. Install it into your own Ansible repo with
+    ansible-galaxy collection install <tarball> -p collections (README)."""
+    cli.needs_checkout("collection", "it is built from the checkout's playbooks and roles")
+    from turnout import collection as content
+
+    galaxy = Path(sys.executable).parent / "ansible-galaxy"
+    out = Path(output).resolve() if output else cli.REPO_ROOT / "build" / "collection"
+    tarball = content.build(cli.REPO_ROOT, out, str(galaxy) if galaxy.exists() else
+                            "ansible-galaxy")
+    print(tarball)
+
+
 bench = Collection("bench")
 bench.add_task(_bench_task(("deploy_scaling", "flip", "rollback", "load", "overhead", "tuning",
                             "baselines"),
@@ -316,7 +333,7 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(init, build, chaos, provision, deploy, promote, rollback, smoke, status, report,
-                unlock, reconcile)
+ns = Collection(init, build, collection, chaos, provision, deploy, promote, rollback, smoke,
+                status, report, unlock, reconcile)
 ns.add_collection(lab)
 ns.add_collection(bench)
