@@ -225,11 +225,12 @@ BENCH_HELP = {
     "subnet": "private /24 for it (default 10.231.4.0/24; env TURNOUT_BENCH_SUBNET)",
     "sizes": "app hosts per pool to measure deploys at, e.g. 1,10 (default 1,3,5,10; quick: 1)",
     "output": "directory for <date>.json/.md/.png (default bench/results)",
+    "runs": "measured deploys per size, sizes interleaved (default 2; quick: 1)",
 }
 
 
 def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: str,
-           sizes: str) -> None:
+           sizes: str, runs: str = "") -> None:
     cli.needs_checkout("bench", "it runs the checkout's tasks and writes bench/results")
     from turnout import bench, bench_runner  # imported on use: matplotlib is slow to import
 
@@ -241,6 +242,7 @@ def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: 
         subnet or os.environ.get("TURNOUT_BENCH_SUBNET", "10.231.4.0/24"),
         sizes=[cli.int_option(s, "--sizes", 1, 10) for s in sizes.split(",")] if sizes else None,
         out_dir=Path(output).resolve() if output else bench_runner.RESULTS,
+        runs=cli.int_option(runs, "--runs", 1, 20) if runs else None,
         command="invoke " + " ".join(sys.argv[1:]))
     print(path.with_suffix(".md").read_text())
     cli.say(f"bench: wrote {path} (+ .md, .png)")
@@ -250,8 +252,8 @@ def _bench_task(parts: tuple[str, ...], doc: str):
     @task(positional=[], help=BENCH_HELP)
     @cli.guarded
     def bench_part(c: Context, quick: bool = False, name: str = "", subnet: str = "",
-                   output: str = "", sizes: str = "") -> None:
-        _bench(parts, quick, name, subnet, output, sizes)
+                   output: str = "", sizes: str = "", runs: str = "") -> None:
+        _bench(parts, quick, name, subnet, output, sizes, runs)
 
     bench_part.__doc__ = doc
     bench_part.body.__doc__ = doc
