@@ -158,10 +158,23 @@ def per_host_tasks(records: Iterable[Mapping[str, Any]], hosts: Iterable[str]) -
     return counts
 
 
+SSH_KINDS = (("module", ("python",)), ("tmpdir", ("mkdir",)), ("home", ("echo ~",)),
+             ("chmod", ("chmod",)), ("cleanup", ("rm -f -r", "rm -rf")))
+
+
+def ssh_kind(command: str) -> str:
+    """What one ssh call did, from its command line: a module run (pipelined python), the
+    steps around a file transfer (home dir, tmp dir, chmod, cleanup) or something else."""
+    for kind, needles in SSH_KINDS:
+        if any(needle in command for needle in needles):
+            return kind
+    return "other"
+
+
 def per_host_ssh(lines: Iterable[str], addresses: Mapping[str, str]) -> dict[str, dict[str, int]]:
-    """SSH commands per host from the bench's ssh/sftp wrapper log ("<tool> <argv...>" per
-    call): {host: {"ssh": n, "sftp": m}}. A module run with pipelining is one ssh command;
-    a file upload is one sftp command."""
+    """SSH calls per host from the bench's ssh/sftp wrapper log ("<tool> <argv...>" per call):
+    {host: {"ssh": n, "sftp": m, "module": k, "tmpdir": ..., ...}}. With pipelining a module
+    run is one ssh call ("module"); an action that uploads a file adds the others."""
     by_address = {address: host for host, address in addresses.items()}
     counts = {host: {"ssh": 0, "sftp": 0} for host in addresses}
     for line in lines:
@@ -172,6 +185,9 @@ def per_host_ssh(lines: Iterable[str], addresses: Mapping[str, str]) -> dict[str
             host = by_address.get(token.strip("'\"[]"))
             if host is not None:
                 counts[host][tool] += 1
+                if tool == "ssh":
+                    kind = ssh_kind(rest)
+                    counts[host][kind] = counts[host].get(kind, 0) + 1
                 break
     return counts
 
@@ -227,6 +243,7 @@ def scaling_model(rows: Iterable[Mapping[str, Any]], lab_cores: int) -> dict[str
     model: dict[str, Any] = {"fits": fits, "model": MODEL_TEXT,
                              "tasks_per_target_host": worst("tasks_per_target_host"),
                              "ssh_per_target_host": worst("ssh_per_target_host"),
+                             "modules_per_target_host": worst("modules_per_target_host"),
                              "sftp_per_target_host": worst("sftp_per_target_host"),
                              "projection": []}
     wall, controller, main = fits["deploy_s"], fits["controller_cpu_s"], fits["main_cpu_s"]
@@ -379,8 +396,8 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[Target]:
         TARGET_WALL_PER_HOST_S, " s")
     add("task executions per target host (deploy, profile callback)",
         model.get("tasks_per_target_host"), TARGET_TASKS_PER_HOST, "")
-    add("module runs (SSH commands) per target host (deploy)",
-        model.get("ssh_per_target_host"), TARGET_MODULES_PER_HOST, "")
+    add("module runs per target host (deploy; pipelined ssh calls running python)",
+        model.get("modules_per_target_host"), TARGET_MODULES_PER_HOST, "")
     projected = [p["seconds"] for p in model.get("projection") or []
                  if p["hosts_per_pool"] == 1000 and p["cores"] == REFERENCE_CONTROLLER["cores"]
                  and p["forks"] == REFERENCE_CONTROLLER["forks"]]
@@ -464,14 +481,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += ["", "## Deploy cost vs hosts per pool", "",
                   "| hosts per pool | run | deploy (s) | controller CPU-s | ansible-playbook "
                   "CPU-s | lab hosts CPU-s | CPU pressure (s) | tasks / target host | "
-                  "ssh / target host | sftp / target host |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "module runs / target host | ssh calls / target host | sftp / target host |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in results["deploy_scaling"]:
             lines.append(
                 f"| {row['hosts_per_pool']} | {row.get('run', '-')} | "
                 f"{_fmt(row.get('deploy_s'))} | {_fmt(row.get('controller_cpu_s'))} | "
                 f"{_fmt(row.get('main_cpu_s'))} | {_fmt(row.get('lab_cpu_s'))} | "
                 f"{_fmt(row.get('pressure_some_s'))} | {_fmt(row.get('tasks_per_target_host'))} "
+                f"| {_fmt(row.get('modules_per_target_host'))} "
                 f"| {_fmt(row.get('ssh_per_target_host'))} | "
                 f"{_fmt(row.get('sftp_per_target_host'))} |")
         model = results.get("scaling_model") or {}

@@ -328,7 +328,13 @@ def _measured_deploy(lab: BenchLab, env_name: str, size: int, run: int,
         "tasks_per_target_host": max(tasks.values()) if tasks else None,
         "ssh_per_target_host": max(c["ssh"] for c in ssh_counts.values()) if targets else None,
         "sftp_per_target_host": max(c["sftp"] for c in ssh_counts.values()) if targets else None,
+        "modules_per_target_host": max(c.get("module", 0) for c in ssh_counts.values())
+        if targets else None,
         "tasks_by_host": tasks, "ssh_by_host": ssh_counts,
+        # what ran on the first target host, in order (where the per-host cost comes from)
+        "first_target_tasks": [r["task"] for r in bench.task_records(records)
+                               if targets and r.get("host") == targets[0]
+                               and r.get("status") != "skipped"],
         "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -352,8 +358,8 @@ def part_deploy_scaling(lab: BenchLab, sizes: list[int], runs: int,
             rows.append(row)
             say(f"deploy scaling: {size}+{size} run {run}: {row['deploy_s']} s, controller "
                 f"{row['controller_cpu_s']} CPU-s, lab hosts {row['lab_cpu_s']} CPU-s, "
-                f"{row['tasks_per_target_host']} tasks and {row['ssh_per_target_host']} ssh "
-                f"commands per target host")
+                f"{row['tasks_per_target_host']} tasks, {row['modules_per_target_host']} module "
+                f"runs and {row['ssh_per_target_host']} ssh calls per target host")
     return rows
 
 

@@ -66,6 +66,8 @@ def test_deploy_cost_is_counted_per_host_and_per_cgroup(quick_results):
     (target,) = row["tasks_by_host"]
     assert row["tasks_by_host"][target] == row["tasks_per_target_host"] > 0
     assert row["ssh_by_host"][target]["ssh"] == row["ssh_per_target_host"] > 0
+    assert 0 < row["ssh_by_host"][target]["module"] == row["modules_per_target_host"] \
+        <= row["ssh_per_target_host"]
     assert row["ssh_by_host"][target]["sftp"] >= 1  # the artifact went up
     assert row["controller_cpu_s"] > 0 and row["lab_cpu_s"] > 0 and row["target_hosts_cpu_s"] > 0
     assert 0 < row["main_cpu_s"] < row["controller_cpu_s"]

@@ -196,8 +196,13 @@ def test_per_host_ssh_finds_the_destination_among_the_arguments():
              "ssh -o ConnectTimeout=10 10.231.4.11 /bin/sh -c 'echo ~'",
              "sftp -b - -o Port=22 '[10.231.4.12]'",
              "ssh 10.231.4.99 true", "junk"]
-    assert bench.per_host_ssh(lines, addresses) == {"green1": {"ssh": 2, "sftp": 0},
-                                                    "green2": {"ssh": 0, "sftp": 1}}
+    assert bench.per_host_ssh(lines, addresses) == {
+        "green1": {"ssh": 2, "sftp": 0, "module": 1, "home": 1},
+        "green2": {"ssh": 0, "sftp": 1}}
+    assert bench.ssh_kind("/bin/sh -c '( umask 77 && mkdir -p \"` echo x `\" )'") == "tmpdir"
+    assert bench.ssh_kind("/bin/sh -c 'rm -f -r /root/.ansible/tmp/x/ > /dev/null 2>&1'") \
+        == "cleanup"
+    assert bench.ssh_kind("/bin/sh -c 'true'") == "other"
 
 
 def test_fit_line_is_least_squares_and_needs_two_sizes():
@@ -212,6 +217,7 @@ def _row(n, wall, ctl, main, lab, run=1):
     return {"hosts_per_pool": n, "run": run, "rc": 0, "deploy_s": wall, "controller_cpu_s": ctl,
             "main_cpu_s": main, "lab_cpu_s": lab, "total_cpu_s": ctl + lab,
             "tasks_per_target_host": 20 + n, "ssh_per_target_host": 12,
+            "modules_per_target_host": 9,
             "sftp_per_target_host": 1}
 
 
@@ -222,6 +228,7 @@ def test_scaling_model_fits_and_projects_by_the_stated_model():
     assert model["fits"]["deploy_s"]["b"] == 1.0 and model["fits"]["main_cpu_s"]["b"] == 1.0
     assert model["fits"]["total_cpu_s"]["b"] == 5.0
     assert model["tasks_per_target_host"] == 30  # the worst run
+    assert model["modules_per_target_host"] == 9
     # S = wall(1) - controller CPU(1) / lab cores = 20 - 10/2
     assert model["wave_latency_s"] == 15.0
     by = {(p["hosts_per_pool"], p["cores"], p["forks"]): p["seconds"]
