@@ -83,6 +83,7 @@ import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.turnout_contracts import is_sha256, is_version  # noqa: E402
 from ansible.module_utils.turnout_release import (  # noqa: E402
     MARKER,
     ReleaseError,
@@ -350,6 +351,16 @@ def op_secrets(module, p) -> dict:
     return {"changed": changed, "steps": ["secrets env file"] if changed else []}
 
 
+def bad_inputs(p) -> str:
+    """What is wrong with the version and sha256 given (they name paths under root), or ''."""
+    problems = []
+    if p.get("version") is not None and not is_version(p["version"]):
+        problems.append(f"version {p['version']!r}")
+    if p.get("sha256") is not None and not is_sha256(p["sha256"]):
+        problems.append(f"sha256 {p['sha256']!r}")
+    return ", ".join(problems)
+
+
 def unit_path(p) -> str:
     return f"/etc/systemd/system/{p['unit_name']}"
 
@@ -379,6 +390,10 @@ def main() -> None:
                      ("op", "secrets", ("env_file",))],
         supports_check_mode=True,
     )
+    bad = bad_inputs(module.params)
+    if bad:
+        module.fail_json(msg=f"turnout_release: bad deploy inputs ({bad}): a version of letters, "
+                         "digits, '.', '_', '+', '-' and a sha256 of 64 lowercase hex digits")
     result = OPS[module.params["op"]](module, module.params)
     result.setdefault("changed", False)
     module.exit_json(**result)

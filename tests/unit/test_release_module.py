@@ -178,3 +178,14 @@ def test_read_says_the_base_is_ready_only_with_user_dirs_writable_and_unit(root:
     assert module(root, op="read")[1]["base_ready"] is False  # no user given: cannot tell
     (root / "shared").rmdir()
     assert module(root, op="read", user=me)[1]["base_ready"] is False
+
+
+def test_a_version_or_sha256_that_could_name_another_path_is_refused(root: Path) -> None:
+    """The module checks its inputs on the host (the role no longer asserts them first)."""
+    root.mkdir(parents=True)
+    failed, result = module(root, op="stage", version="../../etc", sha256="a" * 64,
+                            artifact="app.tar.gz")
+    assert failed and "bad deploy inputs (version '../../etc')" in result["msg"], result
+    failed, result = module(root, op="probe", artifact="app.tar.gz", sha256="A" * 64)
+    assert failed and "sha256 'AAAA" in result["msg"], result
+    assert not (root / "releases").exists() and not (root.parent / "etc").exists()
