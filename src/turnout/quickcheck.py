@@ -177,3 +177,19 @@ def verdict(planned: Mapping[str, Any], reads: Mapping[str, Mapping[str, Any] | 
     return {"ok": True, "results": results,
             "message": (f"quick check passed: {len(hosts)} {target} host(s) UP on "
                         f"{', '.join(lbs)} and answering {version}")}
+
+
+def drift(planned: Mapping[str, Any], found: Mapping[str, Mapping[str, Any] | None]
+          ) -> list[str]:
+    """The audit after a quick rollback: one line per target host whose release.json
+    (``found``, as the app_release role reads it) does not hold the release that went live."""
+    want = planned.get("to_sha256")
+    lines = []
+    for host in planned.get("target_hosts") or []:
+        release = found.get(host) or {}
+        if release.get("sha256") != want or release.get("version") != planned.get("to_version"):
+            lines.append(f"{host}: release.json holds {release.get('version') or 'nothing'} "
+                         f"({str(release.get('sha256') or '-')[:12]}), the release state says "
+                         f"{planned.get('to_version')} ({str(want or '-')[:12]}): drift, run "
+                         "'invoke status' and redeploy or reconcile")
+    return lines

@@ -151,3 +151,11 @@ def test_verdict_refuses_an_lb_that_was_not_read_or_a_command_version_check():
     command = read()
     command["version_kind"] = "command"
     assert "command" in quickcheck.verdict(plan(), {"lb1": command}, ["lb1"], "r1")["message"]
+
+
+def test_drift_names_a_host_whose_release_json_disagrees():
+    found = {"blue1": {"version": V1, "sha256": SHA1}, "blue2": {"version": V1, "sha256": SHA2}}
+    lines = quickcheck.drift(plan(), found)
+    assert len(lines) == 1 and lines[0].startswith("blue2: release.json holds 1.0.0")
+    assert quickcheck.drift(plan(), {**found, "blue2": {"version": V1, "sha256": SHA1}}) == []
+    assert "holds nothing" in quickcheck.drift(plan(), {"blue1": found["blue1"]})[0]
