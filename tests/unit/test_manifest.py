@@ -140,6 +140,9 @@ def test_new_run_id_format_and_utc() -> None:
         (lambda d: d["history"][0].update(phase="deploying"), r"history\[0\]\.phase must be"),
         (lambda d: d["history"][0].update(message="two\nlines"), "must be a one-line string"),
         (lambda d: d["history"][0].update(duration_s="fast"), "duration_s must be a number"),
+        (lambda d: d["history"][0].update(traffic_moved_at="soon"),
+         r"traffic_moved_at must be an ISO 8601 time"),
+        (lambda d: d["history"][0].update(check="fast"), r"history\[0\]\.check must be"),
         (lambda d: d["history"].append(copy.deepcopy(d["history"][0])), "repeats id"),
         (
             lambda d: d["pools"]["green"]["hosts"].update(
@@ -372,6 +375,25 @@ def test_apply_rollback_success_flips_live_only() -> None:
     assert after["history"][-1]["result"] == "success"
     assert [e["action"] for e in after["history"][-2:]] == ["deploy", "rollback"]
     assert mf.run_entry(after, "20261122T140000Z-1a2b3c")["action"] == "deploy"
+
+
+def test_a_rollback_keeps_when_traffic_moved_and_how_it_was_checked() -> None:
+    deployed = mf.apply_event(blue_live(), event())
+    rollback = event(
+        id="20261122T150000Z-bbbbbb",
+        action="rollback",
+        started_at="2026-11-22T15:00:00Z",
+        finished_at="2026-11-22T15:00:02Z",
+        traffic_moved_at="2026-11-22T15:00:01.234Z",
+        check="quick",
+        **{"from": {"pool": "green", "version": "1.4.2", "sha256": SHA_NEW}},
+        to={"pool": "blue", "version": "1.4.1", "sha256": SHA_OLD},
+        hosts={},
+    )
+    entry = mf.apply_event(deployed, rollback)["history"][-1]
+    assert entry["traffic_moved_at"] == "2026-11-22T15:00:01.234Z"
+    assert entry["check"] == "quick"
+    assert "traffic_moved_at" not in mf.apply_event(blue_live(), event())["history"][-1]
 
 
 def test_apply_rollback_to_a_restaged_release_records_the_pool_and_its_hosts() -> None:
