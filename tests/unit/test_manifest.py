@@ -89,7 +89,7 @@ def test_other_pool() -> None:
 def test_empty_is_valid_and_has_both_pools() -> None:
     data = mf.empty("staging", app="shop")
     assert mf.validate(data) == data
-    assert data["schema_version"] == mf.SCHEMA_VERSION == 1
+    assert data["schema_version"] == mf.SCHEMA_VERSION == 2
     assert data["env"] == "staging" and data["app"] == "shop"
     assert data["live_pool"] is None
     assert set(data["pools"]) == {"blue", "green"}
@@ -183,10 +183,16 @@ def test_validate_message_names_problem_and_fix() -> None:
 
 def test_validate_future_schema_says_upgrade() -> None:
     data = blue_live()
-    data["schema_version"] = 2
+    data["schema_version"] = 3
     data["something_new"] = True  # a newer schema may have keys we do not know
-    with pytest.raises(InputError, match=r"schema_version 2 is newer .*upgrade turnout"):
+    with pytest.raises(InputError, match=r"schema_version 3 is newer .*upgrade turnout"):
         mf.validate(data)
+
+
+def test_a_version_1_file_is_read_and_written_as_version_2() -> None:
+    data = blue_live()
+    data["schema_version"] = 1
+    assert mf.validate(data)["schema_version"] == 2
 
 
 def test_validate_is_a_normalized_copy() -> None:
@@ -223,7 +229,7 @@ def test_written_file_is_plain_yaml_with_mode_0644(prod_dir: Path) -> None:
     mf.write_atomic(path, blue_live())
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     raw = yaml.safe_load(path.read_text())
-    assert raw["schema_version"] == 1
+    assert raw["schema_version"] == 2
     assert raw["pools"]["blue"]["version"] == "1.4.1"
     assert isinstance(raw["updated_at"], str)  # quoted, so YAML keeps it a string
 

@@ -16,7 +16,8 @@ from typing import Any
 from turnout.contracts import POOLS, SHA256_RE, format_timestamp
 from turnout.errors import InputError
 
-SCHEMA_VERSION = 1
+# 2: history entries may carry traffic_moved_at and check (a version 1 file reads as it is)
+SCHEMA_VERSION = 2
 ACTIONS = ("deploy", "rollback", "promote", "unlock", "reconcile")
 RESULTS = ("success", "failed", "noop", "flipped_back", "awaiting_approval")
 PHASES = ("lock", "preflight", "stage", "smoke", "flip", "verify", "record")
