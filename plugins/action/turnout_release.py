@@ -27,7 +27,9 @@ options:
 class ActionModule(ActionBase):
     """Upload unless already there, then the module."""
 
-    TRANSFERS_FILES = True
+    # A temp dir only when the artifact goes up (made below): with pipelining every other op
+    # is one ssh call, not four (home, mkdir, module, cleanup).
+    TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -64,5 +66,6 @@ class ActionModule(ActionBase):
         staged["steps"] = [*steps, *staged["steps"]] if steps else \
             ["artifact already on the host", *staged["steps"]]
         result.update(staged)
-        self._remove_tmp_path(self._connection._shell.tmpdir)
+        if self._connection._shell.tmpdir:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
         return result

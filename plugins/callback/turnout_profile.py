@@ -12,13 +12,17 @@ type: aggregate
 short_description: write per-task timings to TURNOUT_PROFILE_FILE (JSON lines)
 description:
   - Enable with ANSIBLE_CALLBACKS_ENABLED=turnout_profile and set TURNOUT_PROFILE_FILE.
-  - Each finished task result appends {task, host, start, end} (epoch seconds).
+  - Each finished task result appends {task, host, start, end} (epoch seconds), with the
+    task's action, its status (ok, changed, failed, skipped, unreachable) and the host it was
+    delegated to, if any; the end of the playbook appends {rusage} with the CPU seconds of
+    the ansible-playbook process itself (user, system), which forks and ssh do not count in.
 requirements:
   - TURNOUT_PROFILE_FILE in the environment (nothing is written without it)
 """
 
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 
 from ansible.plugins.callback import CallbackBase  # noqa: E402
@@ -45,23 +49,36 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_start(self, host, task):
         self._started[(host.get_name(), task._uuid)] = time.time()
 
-    def _write(self, result) -> None:
+    def _append(self, record) -> None:
+        with open(self._path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _write(self, result, status: str) -> None:
         if not self._path:
             return
         host, task = result._host.get_name(), result._task
         start = self._started.pop((host, task._uuid), self._task_start)
-        record = {"task": task.get_name(), "host": host, "start": start, "end": time.time()}
-        with open(self._path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        delegated = (result._result.get("_ansible_delegated_vars") or {}).get(
+            "ansible_delegated_host")
+        if status == "ok" and result._result.get("changed"):
+            status = "changed"
+        self._append({"task": task.get_name(), "host": host, "start": start, "end": time.time(),
+                      "action": task.action, "status": status, "delegated_to": delegated})
 
     def v2_runner_on_ok(self, result):
-        self._write(result)
+        self._write(result, "ok")
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._write(result)
+        self._write(result, "failed")
 
     def v2_runner_on_skipped(self, result):
-        self._write(result)
+        self._write(result, "skipped")
 
     def v2_runner_on_unreachable(self, result):
-        self._write(result)
+        self._write(result, "unreachable")
+
+    def v2_playbook_on_stats(self, stats):
+        if self._path:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            self._append({"rusage": {"user_s": round(usage.ru_utime, 3),
+                                     "system_s": round(usage.ru_stime, 3)}})

@@ -46,6 +46,9 @@ options:
   record: {description: release.json's content (activate)., type: str}
   keep: {description: Releases to keep (activate)., type: int, default: 3}
   previous: {description: Where current pointed before (restore)., type: str}
+  user: {description: The app user (read; to tell whether the base is in place)., type: str}
+  writable: {description: The app's writable directories (read; for base_ready)., type: list,
+             elements: path}
 author:
   - turnout
 """
@@ -63,6 +66,8 @@ steps: {description: The steps taken, in order., type: list, returned: always}
 release: {description: release.json (read)., type: dict, returned: success}
 current: {description: Where current points (read, stage)., type: str, returned: success}
 active: {description: The unit's state (read)., type: str, returned: success}
+base_ready: {description: "Provisioning's base is in place: the user, the app root and its
+               directories, the writable ones, the unit (read).", type: bool, returned: success}
 present: {description: The artifact is already on the host (probe)., type: bool, returned: success}
 already_active: {description: This release is what current runs (stage)., type: bool,
                  returned: success}
@@ -71,6 +76,7 @@ already_active: {description: This release is what current runs (stage)., type: 
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import pwd  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tarfile  # noqa: E402
@@ -149,7 +155,32 @@ def op_read(module, p) -> dict:
     if p["unit_name"]:
         active = subprocess.run(["systemctl", "is-active", p["unit_name"]], capture_output=True,
                                 text=True, check=False).stdout.strip()
-    return {"release": release, "current": current, "active": active, "steps": ["read"]}
+    return {"release": release, "current": current, "active": active,
+            "base_ready": base_ready(p), "steps": ["read"]}
+
+
+def base_ready(p) -> bool:
+    """Whether provisioning's base is in place for this app: its user, the app root with
+    artifacts/, releases/ and shared/, every writable directory (the user's) and the unit. A
+    deploy skips the base when it is (False when the user is not given: nothing to check)."""
+    user = p.get("user")
+    if not user:
+        return False
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return False
+    root = p["root"]
+    if not all(os.path.isdir(os.path.join(root, d)) for d in ("", "artifacts", "releases",
+                                                              "shared")):
+        return False
+    for directory in p.get("writable") or []:
+        try:
+            if os.stat(directory).st_uid != uid:
+                return False
+        except FileNotFoundError:
+            return False
+    return not p["unit_name"] or os.path.exists(unit_path(p))
 
 
 def op_probe(module, p) -> dict:
@@ -338,6 +369,7 @@ def main() -> None:
             "env_file": {"type": "path"}, "env_text": {"type": "str", "no_log": True},
             "record": {"type": "str"}, "keep": {"type": "int", "default": 3},
             "previous": {"type": "str"}, "restart": {"type": "bool", "default": False},
+            "user": {"type": "str"}, "writable": {"type": "list", "elements": "path"},
         },
         required_if=[("op", "probe", ("artifact", "sha256")),
                      ("op", "stage", ("version", "sha256", "artifact")),

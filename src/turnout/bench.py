@@ -25,6 +25,15 @@ TARGET_FLIP_MS = 50.0
 TARGET_ROLLBACK_S = 2.0
 TARGET_SCALING_RATIO = 1.5
 TARGET_ROLLING_SPEEDUP = 3.0
+TARGET_CPU_PER_HOST_S = 2.0      # CPU-s per extra host per pool (controller + lab hosts)
+TARGET_WALL_PER_HOST_S = 1.0     # wall seconds per extra host per pool
+TARGET_TASKS_PER_HOST = 8        # task executions per target host (profile callback)
+TARGET_MODULES_PER_HOST = 5      # module runs (SSH commands) per target host
+TARGET_PROJECTED_S = 300.0       # projected 1000+1000 deploy on the reference controller
+REFERENCE_CONTROLLER = {"cores": 8, "forks": 50}
+PROJECTION_HOSTS = (100, 1000)
+PROJECTION_CONTROLLERS = ({"cores": 2, "forks": 25}, {"cores": 8, "forks": 50},
+                          {"cores": 16, "forks": 100})
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -126,13 +135,139 @@ def hey_argv(url: str, rate_rps: int, workers: int, max_seconds: int,
 
 # --- profiles -------------------------------------------------------------------------------
 
+def task_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The per-task records of a profile (the playbook's own rusage record left out)."""
+    return [r for r in records if "task" in r]
+
+
+def main_process_cpu_s(records: Iterable[Mapping[str, Any]]) -> float | None:
+    """CPU seconds of the ansible-playbook process itself (user + system), from the
+    callback's rusage record at the end of the playbook; None if it did not get that far."""
+    usage = [r["rusage"] for r in records if "rusage" in r]
+    if not usage:
+        return None
+    return round(float(usage[-1]["user_s"]) + float(usage[-1]["system_s"]), 3)
+
+
+def per_host_tasks(records: Iterable[Mapping[str, Any]], hosts: Iterable[str]) -> dict[str, int]:
+    """Task executions per host (results that were not skipped), for the given hosts."""
+    counts = {host: 0 for host in hosts}
+    for record in task_records(records):
+        if record.get("host") in counts and record.get("status") != "skipped":
+            counts[str(record["host"])] += 1
+    return counts
+
+
+SSH_KINDS = (("module", ("python",)), ("tmpdir", ("mkdir",)), ("home", ("echo ~",)),
+             ("chmod", ("chmod",)), ("cleanup", ("rm -f -r", "rm -rf")))
+
+
+def ssh_kind(command: str) -> str:
+    """What one ssh call did, from its command line: a module run (pipelined python), the
+    steps around a file transfer (home dir, tmp dir, chmod, cleanup) or something else."""
+    for kind, needles in SSH_KINDS:
+        if any(needle in command for needle in needles):
+            return kind
+    return "other"
+
+
+def per_host_ssh(lines: Iterable[str], addresses: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """SSH calls per host from the bench's ssh/sftp wrapper log ("<tool> <argv...>" per call):
+    {host: {"ssh": n, "sftp": m, "module": k, "tmpdir": ..., ...}}. With pipelining a module
+    run is one ssh call ("module"); an action that uploads a file adds the others."""
+    by_address = {address: host for host, address in addresses.items()}
+    counts = {host: {"ssh": 0, "sftp": 0} for host in addresses}
+    for line in lines:
+        tool, _, rest = line.partition(" ")
+        if tool not in ("ssh", "sftp"):
+            continue
+        for token in rest.split():
+            host = by_address.get(token.strip("'\"[]"))
+            if host is not None:
+                counts[host][tool] += 1
+                if tool == "ssh":
+                    kind = ssh_kind(rest)
+                    counts[host][kind] = counts[host].get(kind, 0) + 1
+                break
+    return counts
+
+
+def fit_line(points: Iterable[tuple[float, float]]) -> dict[str, float | int] | None:
+    """Least-squares y = a + b*x over the points; None with fewer than two distinct x."""
+    pts = [(float(x), float(y)) for x, y in points if y is not None]
+    if len({x for x, _ in pts}) < 2:
+        return None
+    n = len(pts)
+    mean_x = sum(x for x, _ in pts) / n
+    mean_y = sum(y for _, y in pts) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in pts)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in pts) / sxx
+    a = mean_y - b * mean_x
+    ss_tot = sum((y - mean_y) ** 2 for _, y in pts)
+    ss_res = sum((y - (a + b * x)) ** 2 for x, y in pts)
+    return {"a": round(a, 3), "b": round(b, 3), "n": n,
+            "r2": round(1 - ss_res / ss_tot, 3) if ss_tot > 0 else 1.0}
+
+
+def _at(model: Mapping[str, float] | None, n: float) -> float | None:
+    return None if model is None else float(model["a"]) + float(model["b"]) * n
+
+
+MODEL_TEXT = (
+    "Deploy of N hosts per pool on a controller with K cores and F forks: "
+    "T(N) = max(M(N), C(N)/K) + S*ceil(N/F). M(N) = a+b*N is the CPU of the ansible-playbook "
+    "process itself (one thread: no core count makes it faster), C(N) = a+b*N all controller "
+    "CPU (that process, its forks, ssh and the ControlPersist masters: one cgroup), both fitted "
+    "on the lab; S is the part of the 1+1 deploy's wall time that the lab controller's CPU "
+    "does not explain (host-side work and waits, which a host does in parallel with the "
+    "others of its wave of F). Hosts' own CPU is theirs on a real fleet, so it is left out; "
+    "CPU-bound phases and waves are assumed not to overlap (conservative). Network latency "
+    "beyond the lab's (sub-millisecond) adds per wave and is not modelled.")
+
+
+def scaling_model(rows: Iterable[Mapping[str, Any]], lab_cores: int) -> dict[str, Any]:
+    """Fits CPU and wall = a + b*N over the deploy_scaling runs, per-host counts, and the
+    projection for PROJECTION_HOSTS on PROJECTION_CONTROLLERS (MODEL_TEXT states the model)."""
+    rows = [r for r in rows if r.get("rc") == 0]
+
+    def fit(key: str) -> dict[str, float | int] | None:
+        return fit_line((r["hosts_per_pool"], r[key]) for r in rows if r.get(key) is not None)
+
+    fits = {key: fit(key) for key in ("deploy_s", "controller_cpu_s", "main_cpu_s",
+                                      "lab_cpu_s", "total_cpu_s")}
+
+    def worst(key: str) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return max(values) if values else None
+
+    model: dict[str, Any] = {"fits": fits, "model": MODEL_TEXT,
+                             "tasks_per_target_host": worst("tasks_per_target_host"),
+                             "ssh_per_target_host": worst("ssh_per_target_host"),
+                             "modules_per_target_host": worst("modules_per_target_host"),
+                             "sftp_per_target_host": worst("sftp_per_target_host"),
+                             "projection": []}
+    wall, controller, main = fits["deploy_s"], fits["controller_cpu_s"], fits["main_cpu_s"]
+    if wall is None or controller is None or main is None:
+        return model
+    latency = max(0.0, _at(wall, 1) - _at(controller, 1) / max(1, lab_cores))
+    model["wave_latency_s"] = round(latency, 3)
+    for spec in PROJECTION_CONTROLLERS:
+        for hosts in PROJECTION_HOSTS:
+            waves = -(-hosts // spec["forks"])
+            seconds = max(_at(main, hosts), _at(controller, hosts) / spec["cores"]) \
+                + latency * waves
+            model["projection"].append({"hosts_per_pool": hosts, **spec,
+                                        "seconds": round(seconds, 1)})
+    return model
+
+
 def top_tasks(records: Iterable[Mapping[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
     """Wall time per task name from profile records {task, host, start, end}: hosts running
     the same task in parallel count once (overlapping spans merge); a task that runs several
     times (e.g. discovery before and after a flip) adds up its separate runs."""
     spans: dict[str, list[tuple[float, float]]] = {}
     hosts: dict[str, set[str]] = {}
-    for record in records:
+    for record in task_records(records):
         name = str(record.get("task") or "?")
         spans.setdefault(name, []).append((float(record["start"]), float(record["end"])))
         hosts.setdefault(name, set()).add(str(record.get("host")))
@@ -155,7 +290,7 @@ def top_tasks(records: Iterable[Mapping[str, Any]], limit: int = 10) -> list[dic
 
 def profile_total(records: Iterable[Mapping[str, Any]]) -> float:
     """Seconds from the first task start to the last task end in a profile."""
-    records = list(records)
+    records = task_records(records)
     if not records:
         return 0.0
     return round(max(float(r["end"]) for r in records) - min(float(r["start"]) for r in records),
@@ -182,10 +317,13 @@ def _get(data: Mapping[str, Any], *path: str) -> Any:
 
 
 def scaling_points(results: Mapping[str, Any]) -> list[tuple[int, float]]:
-    """(hosts per pool, seconds of a blue-green deploy) from deploy_scaling, sorted."""
-    points = [(int(row["hosts_per_pool"]), float(row["deploy_s"]))
-              for row in results.get("deploy_scaling") or [] if row.get("deploy_s") is not None]
-    return sorted(points)
+    """(hosts per pool, median seconds of its blue-green deploys) from deploy_scaling, sorted
+    (a size measured several times counts once, at its median)."""
+    runs: dict[int, list[float]] = {}
+    for row in results.get("deploy_scaling") or []:
+        if row.get("deploy_s") is not None:
+            runs.setdefault(int(row["hosts_per_pool"]), []).append(float(row["deploy_s"]))
+    return [(size, round(statistics.median(values), 3)) for size, values in sorted(runs.items())]
 
 
 def derived(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -240,6 +378,32 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[Target]:
         f"{ratios['scaling_from']}+{ratios['scaling_from']}",
         f"<= {TARGET_SCALING_RATIO:g}x", f"{scaling:g}x" if scaling is not None else "not measured",
         None if scaling is None else scaling <= TARGET_SCALING_RATIO))
+
+    model = results.get("scaling_model") or {}
+    fits = model.get("fits") or {}
+
+    def slope(key: str) -> float | None:
+        return (fits.get(key) or {}).get("b")
+
+    def add(name: str, value: float | None, limit: float, unit: str) -> None:
+        targets.append(Target(name, f"<= {limit:g}{unit}",
+                              f"{value:g}{unit}" if value is not None else "not measured",
+                              None if value is None else value <= limit))
+
+    add("CPU per extra host per pool (controller + lab hosts, fitted slope)",
+        slope("total_cpu_s"), TARGET_CPU_PER_HOST_S, " CPU-s")
+    add("wall time per extra host per pool (fitted slope)", slope("deploy_s"),
+        TARGET_WALL_PER_HOST_S, " s")
+    add("task executions per target host (deploy, profile callback)",
+        model.get("tasks_per_target_host"), TARGET_TASKS_PER_HOST, "")
+    add("module runs per target host (deploy; pipelined ssh calls running python)",
+        model.get("modules_per_target_host"), TARGET_MODULES_PER_HOST, "")
+    projected = [p["seconds"] for p in model.get("projection") or []
+                 if p["hosts_per_pool"] == 1000 and p["cores"] == REFERENCE_CONTROLLER["cores"]
+                 and p["forks"] == REFERENCE_CONTROLLER["forks"]]
+    add(f"projected 1000+1000 deploy, {REFERENCE_CONTROLLER['cores']} cores, "
+        f"{REFERENCE_CONTROLLER['forks']} forks (model)",
+        projected[0] if projected else None, TARGET_PROJECTED_S, " s")
 
     speedup = ratios["rolling_over_turnout"]
     targets.append(Target("serial rolling update time / turnout deploy time (same hosts)",
@@ -314,12 +478,38 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines.append(f"| {target.name} | {target.goal} | {target.measured} | {met} |")
 
     if results.get("deploy_scaling"):
-        lines += ["", "## Deploy wall time vs hosts per pool", "",
-                  "| hosts per pool | first deploy (s) | blue-green deploy (s) |",
-                  "| --- | --- | --- |"]
+        lines += ["", "## Deploy cost vs hosts per pool", "",
+                  "| hosts per pool | run | deploy (s) | controller CPU-s | ansible-playbook "
+                  "CPU-s | lab hosts CPU-s | CPU pressure (s) | tasks / target host | "
+                  "module runs / target host | ssh calls / target host | sftp / target host |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in results["deploy_scaling"]:
-            lines.append(f"| {row['hosts_per_pool']} | {_fmt(row.get('first_deploy_s'))} | "
-                         f"{_fmt(row.get('deploy_s'))} |")
+            lines.append(
+                f"| {row['hosts_per_pool']} | {row.get('run', '-')} | "
+                f"{_fmt(row.get('deploy_s'))} | {_fmt(row.get('controller_cpu_s'))} | "
+                f"{_fmt(row.get('main_cpu_s'))} | {_fmt(row.get('lab_cpu_s'))} | "
+                f"{_fmt(row.get('pressure_some_s'))} | {_fmt(row.get('tasks_per_target_host'))} "
+                f"| {_fmt(row.get('modules_per_target_host'))} "
+                f"| {_fmt(row.get('ssh_per_target_host'))} | "
+                f"{_fmt(row.get('sftp_per_target_host'))} |")
+        model = results.get("scaling_model") or {}
+        fits = model.get("fits") or {}
+        if any(fits.values()):
+            lines += ["", "Fitted y = a + b·N (N hosts per pool):", "",
+                      "| quantity | a | b (per extra host) | r² | runs |",
+                      "| --- | --- | --- | --- | --- |"]
+            for key, fit in fits.items():
+                if fit:
+                    lines.append(f"| {key} | {fit['a']} | {fit['b']} | {fit['r2']} | "
+                                 f"{fit['n']} |")
+        if model.get("projection"):
+            lines += ["", f"Projection ({model.get('model')}; S = "
+                      f"{model.get('wave_latency_s')} s):", "",
+                      "| hosts per pool | cores | forks | projected deploy (s) |",
+                      "| --- | --- | --- | --- |"]
+            for row in model["projection"]:
+                lines.append(f"| {row['hosts_per_pool']} | {row['cores']} | {row['forks']} | "
+                             f"{row['seconds']} |")
     flip = results.get("flip")
     if flip:
         lines += ["", "## Flip", "",

@@ -42,6 +42,8 @@ LOAD_RATE_RPS = 100  # hey: fixed total rate during deploys, rollbacks and basel
 LOAD_WORKERS = 4
 LOAD_MAX_S = 900  # hey's own bound; it is stopped as soon as the action ends
 FLIP_REPEATS = 5
+SCALING_RUNS = 2  # measured deploys per size in a full run (sizes interleaved, run by run)
+CONTROLLER_CGROUP = "turnout.bench-controller"
 
 
 def say(message: str) -> None:
@@ -78,18 +80,96 @@ class BenchLab:
 
 # --- running things -------------------------------------------------------------------------
 
-def _timed(argv: list[str], env: dict[str, str] | None = None, timeout: float = 1200) -> Timed:
+def _timed(argv: list[str], env: dict[str, str] | None = None, timeout: float = 1200,
+           cgroup: Path | None = None) -> Timed:
+    """Run argv from the repository; in cgroup (its cgroup.procs) when given, so that every
+    process it starts, ControlPersist masters included, is counted in that cgroup's CPU."""
+    def enter() -> None:  # in the child, before exec
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                          check=False)
+                          check=False, preexec_fn=enter if cgroup is not None else None)
     return Timed(round(time.monotonic() - started, 3), proc.returncode,
                  (proc.stdout + proc.stderr)[-4000:])
 
 
-def invoke(lab: BenchLab, *args: str, env: dict[str, str] | None = None) -> Timed:
+def invoke(lab: BenchLab, *args: str, env: dict[str, str] | None = None,
+           cgroup: Path | None = None) -> Timed:
     """An invoke task as a user runs it (a new process from the repository)."""
-    return _timed([sys.executable, "-m", "invoke", *args], {**lab.environ, **(env or {})})
+    return _timed([sys.executable, "-m", "invoke", *args], {**lab.environ, **(env or {})},
+                  cgroup=cgroup)
+
+
+# --- CPU: the controller's and each lab host's cgroup, CPU pressure -------------------------
+
+def _unified() -> Path | None:
+    """The cgroup v2 hierarchy (hybrid hosts mount it at /sys/fs/cgroup/unified)."""
+    for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+        if (root / "cgroup.controllers").exists():
+            return root
+    return None
+
+
+def _cpu_s(cgroup: Path | None) -> float | None:
+    """usage_usec of a cgroup v2 directory's cpu.stat, in seconds (kept without the cpu
+    controller enabled)."""
+    try:
+        for line in (cgroup / "cpu.stat").read_text().splitlines():  # type: ignore[operator]
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, TypeError):
+        return None
+    return None
+
+
+def _pressure_s() -> float | None:
+    """Total time (s) some runnable task waited for a CPU, machine-wide (/proc/pressure/cpu)."""
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some "):
+                return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
+def controller_cgroup() -> Path | None:
+    root = _unified()
+    if root is None:
+        return None
+    path = root / CONTROLLER_CGROUP
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _host_cgroups(lab: BenchLab) -> dict[str, Path]:
+    """Each lab host's own cgroup (turnout.lab.fleet boots every host in turnout.<machine>)."""
+    root = _unified()
+    if root is None:
+        return {}
+    return {host.name: root / f"turnout.{host.machine}" for host in lab.config.hosts()}
+
+
+def _ssh_wrappers(workdir: Path, log: Path) -> dict[str, str]:
+    """ssh and sftp wrappers that log one line per call, so each target host's SSH commands
+    (module runs with pipelining) and uploads can be counted; env for ansible."""
+    wrappers = workdir / "ssh-wrappers"
+    wrappers.mkdir(exist_ok=True)
+    env = {"TURNOUT_SSH_LOG": str(log)}
+    for tool, variable in (("ssh", "ANSIBLE_SSH_EXECUTABLE"), ("sftp", "ANSIBLE_SFTP_EXECUTABLE")):
+        real = shutil.which(tool)
+        if real is None:
+            continue
+        script = wrappers / tool
+        script.write_text(f'#!/bin/sh\nprintf \'{tool} %s\\n\' "$*" >> "$TURNOUT_SSH_LOG"\n'
+                          f'exec {real} "$@"\n')
+        script.chmod(0o755)
+        env[variable] = str(script)
+    return env
 
 
 def playbook(lab: BenchLab, env_name: str, path: Path, extravars: dict[str, Any],
@@ -205,21 +285,81 @@ def _deploy(lab: BenchLab, env_name: str, env: dict[str, str] | None = None) -> 
 
 # --- the parts ------------------------------------------------------------------------------
 
-def part_deploy_scaling(lab: BenchLab, sizes: list[int]) -> list[dict[str, Any]]:
-    """One blue-green deploy per size (two at the largest, so both pools end up complete)."""
-    rows = []
-    for size in sizes:
-        env_name = _write_subset(lab, size)
-        say(f"deploy scaling: {size}+{size} hosts, provisioning")
-        _check("provision", invoke(lab, "provision", "--env", env_name))
-        runs = [_deploy(lab, env_name)[1]]
-        if size == sizes[0] or size == sizes[-1]:
-            runs.append(_deploy(lab, env_name)[1])
-        rows.append({"hosts_per_pool": size,
-                     "first_deploy_s": runs[0].seconds if len(runs) > 1 else None,
-                     "deploy_s": runs[-1].seconds, "rc": runs[-1].rc,
-                     "loadavg": [round(x, 2) for x in os.getloadavg()]})
-        say(f"deploy scaling: {size}+{size}: {[r.seconds for r in runs]} s")
+def _measured_deploy(lab: BenchLab, env_name: str, size: int, run: int,
+                     workdir: Path) -> dict[str, Any]:
+    """One blue-green deploy of a new release to the idle pool of a size's subset, with its
+    wall time, the controller's CPU (cgroup), the ansible-playbook process's own CPU, each lab
+    host's CPU, CPU pressure, and task executions and SSH commands per target host."""
+    version = next(lab.versions)
+    target_pool = contracts.other_pool(live_pool(lab))
+    targets = [f"{target_pool}{index}" for index in range(1, size + 1)]
+    profile, ssh_log = workdir / f"deploy-{size}-{run}.jsonl", workdir / f"ssh-{size}-{run}.log"
+    env = {**_profile_env(profile), **_ssh_wrappers(workdir, ssh_log)}
+    cgroup, hosts = controller_cgroup(), _host_cgroups(lab)
+    before = {"controller": _cpu_s(cgroup), "pressure": _pressure_s(),
+              **{name: _cpu_s(path) for name, path in hosts.items()}}
+    timed = _check(f"invoke deploy {version} to {env_name} (run {run})",
+                   invoke(lab, "deploy", "--env", env_name, "--version", version, env=env,
+                          cgroup=cgroup))
+    after = {"controller": _cpu_s(cgroup), "pressure": _pressure_s(),
+             **{name: _cpu_s(path) for name, path in hosts.items()}}
+
+    def delta(key: str) -> float | None:
+        if before.get(key) is None or after.get(key) is None:
+            return None
+        return round(after[key] - before[key], 3)
+
+    records = _read_profile(profile)
+    tasks = bench.per_host_tasks(records, targets)
+    addresses = {name: lab.config.host(name).address for name in targets}
+    ssh_lines = ssh_log.read_text().splitlines() if ssh_log.exists() else []
+    ssh_counts = bench.per_host_ssh(ssh_lines, addresses)
+    host_cpu = {name: delta(name) for name in hosts}
+    lab_cpu = round(sum(v for v in host_cpu.values() if v is not None), 3) if hosts else None
+    controller = delta("controller")
+    return {
+        "hosts_per_pool": size, "run": run, "version": version, "rc": timed.rc,
+        "deploy_s": timed.seconds, "controller_cpu_s": controller,
+        "main_cpu_s": bench.main_process_cpu_s(records), "lab_cpu_s": lab_cpu,
+        "total_cpu_s": round(controller + lab_cpu, 3)
+        if controller is not None and lab_cpu is not None else None,
+        "target_hosts_cpu_s": round(sum(host_cpu[n] or 0.0 for n in targets), 3),
+        "lb_cpu_s": host_cpu.get("lb1"), "pressure_some_s": delta("pressure"),
+        "tasks_per_target_host": max(tasks.values()) if tasks else None,
+        "ssh_per_target_host": max(c["ssh"] for c in ssh_counts.values()) if targets else None,
+        "sftp_per_target_host": max(c["sftp"] for c in ssh_counts.values()) if targets else None,
+        "modules_per_target_host": max(c.get("module", 0) for c in ssh_counts.values())
+        if targets else None,
+        "tasks_by_host": tasks, "ssh_by_host": ssh_counts,
+        # what ran on the first target host, in order (where the per-host cost comes from)
+        "first_target_tasks": [r["task"] for r in bench.task_records(records)
+                               if targets and r.get("host") == targets[0]
+                               and r.get("status") != "skipped"],
+        "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def part_deploy_scaling(lab: BenchLab, sizes: list[int], runs: int,
+                        workdir: Path) -> list[dict[str, Any]]:
+    """Blue-green deploys at each size, the sizes interleaved: run 1 at every size, then run
+    2 at every size, ... (so a slow patch of the machine does not land on one size). Each
+    measurement provisions its size's subset first (the LB's backends must hold exactly that
+    subset's servers); the very first deploy of the fresh fleet is recorded, not fitted."""
+    rows: list[dict[str, Any]] = []
+    first_deploy_s = None
+    for run in range(1, runs + 1):
+        for size in sizes:
+            env_name = _write_subset(lab, size)
+            say(f"deploy scaling: {size}+{size} hosts, run {run}/{runs}, provisioning")
+            _check("provision", invoke(lab, "provision", "--env", env_name))
+            if first_deploy_s is None:
+                first_deploy_s = _deploy(lab, env_name)[1].seconds
+            row = _measured_deploy(lab, env_name, size, run, workdir)
+            row["first_deploy_s"] = first_deploy_s if not rows else None
+            rows.append(row)
+            say(f"deploy scaling: {size}+{size} run {run}: {row['deploy_s']} s, controller "
+                f"{row['controller_cpu_s']} CPU-s, lab hosts {row['lab_cpu_s']} CPU-s, "
+                f"{row['tasks_per_target_host']} tasks, {row['modules_per_target_host']} module "
+                f"runs and {row['ssh_per_target_host']} ssh calls per target host")
     return rows
 
 
@@ -465,7 +605,7 @@ def _machine() -> dict[str, Any]:
 
 
 def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] | None = None,
-        out_dir: Path = RESULTS,
+        out_dir: Path = RESULTS, runs: int | None = None,
         command: str = "", on_lab: Callable[[BenchLab], None] | None = None) -> Path:
     """Run the parts on a freshly booted lab; write <date>.json/.md/.png; return the JSON."""
     unknown = [p for p in parts if p not in bench.PARTS]
@@ -488,7 +628,11 @@ def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] 
             on_lab(lab)
         big = _write_subset(lab, max(sizes))
         if "deploy_scaling" in parts:
-            results["deploy_scaling"] = part_deploy_scaling(lab, sizes)
+            results["deploy_scaling"] = part_deploy_scaling(
+                lab, sizes, runs or (1 if quick else SCALING_RUNS), workdir)
+            results["scaling_model"] = bench.scaling_model(results["deploy_scaling"],
+                                                           os.cpu_count() or 1)
+            _write(results, stem, plot=False)
         _ensure_both_pools(lab, big)
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("flip", lambda: part_flip(lab, 1 if quick else FLIP_REPEATS)),

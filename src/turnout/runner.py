@@ -35,7 +35,9 @@ BASE_ENV = {
 # Variables passed through from the caller's environment (secrets stay in the environment).
 PASSTHROUGH_ENV = ("ANSIBLE_VAULT_PASSWORD_FILE", "SSH_AUTH_SOCK", "TURNOUT_BY", "USER", "HOME",
                    "PATH", "TURNOUT_INVENTORIES", "ANSIBLE_CALLBACKS_ENABLED",
-                   "ANSIBLE_SSH_CONTROL_PATH_DIR", "TURNOUT_PROFILE_FILE")
+                   "ANSIBLE_SSH_CONTROL_PATH_DIR", "TURNOUT_PROFILE_FILE",
+                   # your own ssh/sftp (the benchmark's counting wrappers use these too)
+                   "ANSIBLE_SSH_EXECUTABLE", "ANSIBLE_SFTP_EXECUTABLE", "TURNOUT_SSH_LOG")
 
 
 @dataclass(frozen=True)

@@ -229,11 +229,12 @@ BENCH_HELP = {
     "subnet": "private /24 for it (default 10.231.4.0/24; env TURNOUT_BENCH_SUBNET)",
     "sizes": "app hosts per pool to measure deploys at, e.g. 1,10 (default 1,3,5,10; quick: 1)",
     "output": "directory for <date>.json/.md/.png (default bench/results)",
+    "runs": "measured deploys per size, sizes interleaved (default 2; quick: 1)",
 }
 
 
 def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: str,
-           sizes: str) -> None:
+           sizes: str, runs: str = "") -> None:
     cli.needs_checkout("bench", "it runs the checkout's tasks and writes bench/results")
     from turnout import bench, bench_runner  # imported on use: matplotlib is slow to import
 
@@ -245,6 +246,7 @@ def _bench(parts: tuple[str, ...], quick: bool, name: str, subnet: str, output: 
         subnet or os.environ.get("TURNOUT_BENCH_SUBNET", "10.231.4.0/24"),
         sizes=[cli.int_option(s, "--sizes", 1, 10) for s in sizes.split(",")] if sizes else None,
         out_dir=Path(output).resolve() if output else bench_runner.RESULTS,
+        runs=cli.int_option(runs, "--runs", 1, 20) if runs else None,
         command="invoke " + " ".join(sys.argv[1:]))
     print(path.with_suffix(".md").read_text())
     cli.say(f"bench: wrote {path} (+ .md, .png)")
@@ -254,8 +256,8 @@ def _bench_task(parts: tuple[str, ...], doc: str):
     @task(positional=[], help=BENCH_HELP)
     @cli.guarded
     def bench_part(c: Context, quick: bool = False, name: str = "", subnet: str = "",
-                   output: str = "", sizes: str = "") -> None:
-        _bench(parts, quick, name, subnet, output, sizes)
+                   output: str = "", sizes: str = "", runs: str = "") -> None:
+        _bench(parts, quick, name, subnet, output, sizes, runs)
 
     bench_part.__doc__ = doc
     bench_part.body.__doc__ = doc
@@ -299,6 +301,23 @@ def chaos(c: Context, env: str = "labcx", steps: str = "20", seed: str = "1", we
             f"restarts; first after {(first['first_violation'] or {}).get('step')}")
 
 
+@task(positional=[], help={
+    "output": "directory for the tarball (default build/collection)"})
+@cli.guarded
+def collection(c: Context, output: str = "") -> None:
+    """Build the Ansible collection turnout.bluegreen with ansible-galaxy collection build
+    (version = the project's); prints the tarball. Install it into your own Ansible repo with
+    ansible-galaxy collection install <tarball> -p collections (README)."""
+    cli.needs_checkout("collection", "it is built from the checkout's playbooks and roles")
+    from turnout import collection as content
+
+    galaxy = Path(sys.executable).parent / "ansible-galaxy"
+    out = Path(output).resolve() if output else cli.REPO_ROOT / "build" / "collection"
+    tarball = content.build(cli.REPO_ROOT, out, str(galaxy) if galaxy.exists() else
+                            "ansible-galaxy")
+    print(tarball)
+
+
 bench = Collection("bench")
 bench.add_task(_bench_task(("deploy_scaling", "flip", "rollback", "load", "overhead", "tuning",
                             "baselines"),
@@ -320,7 +339,7 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(init, build, chaos, provision, deploy, promote, rollback, smoke, status, report,
-                unlock, reconcile)
+ns = Collection(init, build, collection, chaos, provision, deploy, promote, rollback, smoke,
+                status, report, unlock, reconcile)
 ns.add_collection(lab)
 ns.add_collection(bench)

@@ -54,3 +54,22 @@ def test_baselines_ran_on_the_same_hosts(quick_results):
     for name in ("inplace", "rolling"):
         assert data["baselines"][name]["rc"] == 0, data["baselines"][name]
         assert data["baselines"][name]["load"]["requests"] > 0
+
+
+def test_deploy_cost_is_counted_per_host_and_per_cgroup(quick_results):
+    """The cost model's inputs are real counts: the target host ran tasks and got SSH commands
+    and an upload, the controller's and the hosts' cgroups used CPU, the ansible-playbook
+    process reported its own CPU (a part of the controller's)."""
+    _, data = quick_results
+    (row,) = data["deploy_scaling"]
+    assert row["rc"] == 0 and row["hosts_per_pool"] == 1
+    (target,) = row["tasks_by_host"]
+    assert row["tasks_by_host"][target] == row["tasks_per_target_host"] > 0
+    assert row["ssh_by_host"][target]["ssh"] == row["ssh_per_target_host"] > 0
+    assert 0 < row["ssh_by_host"][target]["module"] == row["modules_per_target_host"] \
+        <= row["ssh_per_target_host"]
+    assert row["ssh_by_host"][target]["sftp"] >= 1  # the artifact went up
+    assert row["controller_cpu_s"] > 0 and row["lab_cpu_s"] > 0 and row["target_hosts_cpu_s"] > 0
+    assert 0 < row["main_cpu_s"] < row["controller_cpu_s"]
+    assert data["scaling_model"]["tasks_per_target_host"] == row["tasks_per_target_host"]
+    assert data["scaling_model"]["projection"] == []  # one size: nothing to fit

@@ -142,7 +142,7 @@ def test_validate_results():
 def test_markdown_has_targets_and_each_part():
     text = bench.render_markdown(FULL)
     assert "| rollback wall time (invoke rollback) | <= 2 s | 9 s | **no** |" in text
-    assert "| 10 | 50 | 28 |" in text
+    assert "| 10 | - | 28 | - | - |" in text
     assert "serial rolling update | 120 | 12000 | 0 |" in text
     assert "naive in-place upgrade | 12 | 1200 | 40 |" in text
     assert "1.1x" in text
@@ -169,3 +169,90 @@ def test_each_bench_step_done_prints_one_plain_line(capsys):
     with pytest.raises(RuntimeError, match="provision failed"):
         bench_runner._check("provision", bench_runner.Timed(3.0, 2, "boom"))
     assert capsys.readouterr().err == ""
+
+
+# --- the cost model (issue 15) --------------------------------------------------------------
+
+def test_profile_rusage_record_is_the_main_process_cpu_and_not_a_task():
+    records = [{"task": "a", "host": "green1", "start": 0.0, "end": 1.0, "status": "ok"},
+               {"rusage": {"user_s": 2.5, "system_s": 0.25}}]
+    assert bench.main_process_cpu_s(records) == 2.75
+    assert bench.main_process_cpu_s(records[:1]) is None
+    assert bench.profile_total(records) == 1.0 and len(bench.top_tasks(records)) == 1
+
+
+def test_per_host_tasks_counts_what_ran_on_each_target_host_not_skips():
+    records = [{"task": t, "host": h, "start": 0, "end": 1, "status": s}
+               for t, h, s in (("a", "green1", "ok"), ("b", "green1", "changed"),
+                               ("c", "green1", "skipped"), ("a", "green2", "failed"),
+                               ("a", "lb1", "ok"))]
+    assert bench.per_host_tasks(records, ["green1", "green2", "green3"]) == {
+        "green1": 2, "green2": 1, "green3": 0}
+
+
+def test_per_host_ssh_finds_the_destination_among_the_arguments():
+    addresses = {"green1": "10.231.4.11", "green2": "10.231.4.12"}
+    lines = ["ssh -C -o ControlMaster=auto -o User=\"root\" 10.231.4.11 /bin/sh -c 'python3'",
+             "ssh -o ConnectTimeout=10 10.231.4.11 /bin/sh -c 'echo ~'",
+             "sftp -b - -o Port=22 '[10.231.4.12]'",
+             "ssh 10.231.4.99 true", "junk"]
+    assert bench.per_host_ssh(lines, addresses) == {
+        "green1": {"ssh": 2, "sftp": 0, "module": 1, "home": 1},
+        "green2": {"ssh": 0, "sftp": 1}}
+    assert bench.ssh_kind("/bin/sh -c '( umask 77 && mkdir -p \"` echo x `\" )'") == "tmpdir"
+    assert bench.ssh_kind("/bin/sh -c 'rm -f -r /root/.ansible/tmp/x/ > /dev/null 2>&1'") \
+        == "cleanup"
+    assert bench.ssh_kind("/bin/sh -c 'true'") == "other"
+
+
+def test_fit_line_is_least_squares_and_needs_two_sizes():
+    fit = bench.fit_line([(1, 3.0), (3, 7.0), (5, 11.0), (10, 21.0)])
+    assert (fit["a"], fit["b"], fit["r2"], fit["n"]) == (1.0, 2.0, 1.0, 4)
+    noisy = bench.fit_line([(1, 2.0), (1, 4.0), (3, 6.0), (3, 8.0)])
+    assert (noisy["a"], noisy["b"]) == (1.0, 2.0) and 0 < noisy["r2"] < 1
+    assert bench.fit_line([(1, 2.0), (1, 3.0)]) is None
+
+
+def _row(n, wall, ctl, main, lab, run=1):
+    return {"hosts_per_pool": n, "run": run, "rc": 0, "deploy_s": wall, "controller_cpu_s": ctl,
+            "main_cpu_s": main, "lab_cpu_s": lab, "total_cpu_s": ctl + lab,
+            "tasks_per_target_host": 20 + n, "ssh_per_target_host": 12,
+            "modules_per_target_host": 9,
+            "sftp_per_target_host": 1}
+
+
+def test_scaling_model_fits_and_projects_by_the_stated_model():
+    rows = [_row(1, 20.0, 10.0, 4.0, 5.0), _row(10, 29.0, 28.0, 13.0, 32.0),
+            {"hosts_per_pool": 5, "rc": 1, "deploy_s": 999.0}]  # a failed run is left out
+    model = bench.scaling_model(rows, lab_cores=2)
+    assert model["fits"]["deploy_s"]["b"] == 1.0 and model["fits"]["main_cpu_s"]["b"] == 1.0
+    assert model["fits"]["total_cpu_s"]["b"] == 5.0
+    assert model["tasks_per_target_host"] == 30  # the worst run
+    assert model["modules_per_target_host"] == 9
+    # S = wall(1) - controller CPU(1) / lab cores = 20 - 10/2
+    assert model["wave_latency_s"] == 15.0
+    by = {(p["hosts_per_pool"], p["cores"], p["forks"]): p["seconds"]
+          for p in model["projection"]}
+    # 1000 hosts, 8 cores, 50 forks: max(M=3+1000, C=8+2000 / 8) + 15 * 20 waves
+    assert by[(1000, 8, 50)] == 1003.0 + 300.0
+    assert by[(100, 2, 25)] == max(103.0, 208.0 / 2) + 15.0 * 4
+    assert "ceil(N/F)" in model["model"]
+    targets = {t.name: t for t in bench.evaluate_targets({"scaling_model": model})}
+    assert targets["CPU per extra host per pool (controller + lab hosts, fitted slope)"].met \
+        is False
+    assert targets["wall time per extra host per pool (fitted slope)"].met is True
+    projected = [t for n, t in targets.items() if n.startswith("projected 1000+1000")]
+    assert projected[0].measured == "1303 s" and projected[0].met is False
+
+
+def test_scaling_model_without_two_sizes_projects_nothing_and_targets_say_not_measured():
+    model = bench.scaling_model([_row(1, 20.0, 10.0, 4.0, 5.0)], lab_cores=2)
+    assert model["projection"] == [] and model["fits"]["deploy_s"] is None
+    targets = bench.evaluate_targets({"scaling_model": model})
+    assert all(t.met is None for t in targets if "per extra host" in t.name)
+
+
+def test_scaling_points_take_the_median_of_a_sizes_runs():
+    results = {"deploy_scaling": [_row(1, 20.0, 1, 1, 1), _row(1, 24.0, 1, 1, 1, run=2),
+                                  _row(1, 21.0, 1, 1, 1, run=3), _row(3, 30.0, 1, 1, 1)]}
+    assert bench.scaling_points(results) == [(1, 21.0), (3, 30.0)]

@@ -155,3 +155,26 @@ def test_the_secrets_file_is_0600_and_its_text_is_never_returned(root: Path) -> 
     assert not failed and result["changed"], result
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     assert "s3cret-value" not in json.dumps(result)
+
+
+def test_read_says_the_base_is_ready_only_with_user_dirs_writable_and_unit(root: Path) -> None:
+    """A deploy skips provisioning's base when read finds it in place; any missing part (the
+    user, a directory, a writable path owned by the user, the unit) means run the base."""
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    writable = root / "var-data"
+    unit = "turnout-test-never-installed.service"
+    for directory in ("artifacts", "releases", "shared"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    writable.mkdir()
+    ready = module(root, op="read", user=me, writable=[str(writable)])[1]
+    assert ready["base_ready"] is True and ready["steps"] == ["read"], ready
+    assert module(root, op="read", user=me, writable=[str(writable)],
+                  unit_name=unit)[1]["base_ready"] is False  # no unit file yet
+    assert module(root, op="read", user="turnout-no-such-user")[1]["base_ready"] is False
+    assert module(root, op="read", user=me, writable=[str(root / "absent")])[1][
+        "base_ready"] is False
+    assert module(root, op="read")[1]["base_ready"] is False  # no user given: cannot tell
+    (root / "shared").rmdir()
+    assert module(root, op="read", user=me)[1]["base_ready"] is False
