@@ -31,6 +31,12 @@ options:
     description: The checked app definition (its artifact file name).
     type: dict
     default: {}
+  quick:
+    description: A rollback's quick check - plan from every LB's C(quick) read
+      (C(pool_switch_quick_result)) instead of each host's release.json, and judge it
+      (turnout.quickcheck); the verdict is returned as C(turnout_quick).
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -46,6 +52,10 @@ turnout_plan:
   description: The plan (turnout.plan.as_facts, plus C(refused)); kept as the fact turnout_plan.
   type: dict
   returned: always
+turnout_quick:
+  description: "The quick check's verdict {ok, message, results} (quick)."
+  type: dict
+  returned: when quick
 """
 
 
@@ -72,13 +82,13 @@ class ActionModule(ActionBase):
     """Plan the run from the facts the discover phase set."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("action", "manifest", "inputs", "dist_dir", "app"))
+    _VALID_ARGS = frozenset(("action", "manifest", "inputs", "dist_dir", "app", "quick"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        from turnout import manifest, plan, traffic
+        from turnout import manifest, plan, quickcheck, traffic
         from turnout.contracts import POOLS
         from turnout.errors import InputError
 
@@ -92,8 +102,15 @@ class ActionModule(ActionBase):
             lbs[name] = traffic.lb_view(name, read or {"error": "not read in the discover "
                                                                 "phase (unreachable?)"})
         workers = {pool: list(groups.get(f"{pool}_workers") or []) for pool in POOLS}
-        releases = {host: _plain(hostvars[host].get("app_release_current"))
-                    for pool in POOLS for host in [*pools[pool], *workers[pool]]}
+        quick = bool(args.get("quick"))
+        reads = {name: _plain(hostvars[name].get("pool_switch_quick_result")) or {}
+                 for name in groups.get("lb") or []}
+        if quick:  # the LB side stands in for release.json (turnout.quickcheck.releases)
+            releases = quickcheck.releases({n: r for n, r in reads.items() if r.get("running")},
+                                           pools)
+        else:
+            releases = {host: _plain(hostvars[host].get("app_release_current"))
+                        for pool in POOLS for host in [*pools[pool], *workers[pool]]}
         try:
             data = manifest.load(args["manifest"])
         except InputError as error:
@@ -104,7 +121,13 @@ class ActionModule(ActionBase):
             view = plan.FleetView(env, pools, lbs, releases, data, workers)
             planned = plan.plan_for(str(args["action"]), view, _plain(args.get("inputs") or {}),
                                     datetime.now(UTC))
-            if planned.get("stage") and not planned.get("artifact") and args.get("dist_dir"):
+            if planned.get("stage") and not planned.get("artifact") and args.get("dist_dir") \
+                    and not quick:
                 planned = _with_artifact(planned, Path(args["dist_dir"]), args.get("app") or {})
         result.update(changed=False, turnout_plan=planned)
+        if quick:
+            planned["check"] = "quick"  # the manifest records how the rollback was proven
+            run_id = str((task_vars.get("turnout_run") or {}).get("id") or "")
+            result["turnout_quick"] = quickcheck.verdict(planned, reads,
+                                                         list(groups.get("lb") or []), run_id)
         return result

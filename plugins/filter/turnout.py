@@ -22,6 +22,7 @@ from turnout import (
     httpcheck,
     outcome,
     plan,
+    quickcheck,
     release,
     traffic,
 )
@@ -34,6 +35,8 @@ description:
   - C(turnout_path) is a path every part of turnout shares (C(admin_socket), C(pool_map),
     C(release_map), C(lock)), or the override given as its argument.
   - C(turnout_other_pool) is the pool that is not the input (blue <-> green).
+  - C(turnout_quick_drift) lists the target hosts whose release.json disagrees with a quick
+    rollback's plan (the audit after the flip).
   - C(turnout_parse_show_map), C(turnout_active_pool), C(turnout_parse_show_stat),
     C(turnout_split_map_stat), C(turnout_error_counters), C(turnout_servers_up),
     C(turnout_server_states) read HAProxy Runtime API output; C(turnout_render_map) and
@@ -262,6 +265,7 @@ class FilterModule:
             "turnout_canary_check": haproxy.canary_check,
             "turnout_canary_bad": haproxy.canary_bad,
             "turnout_lb_facts": haproxy.lb_facts,
+            "turnout_quick_drift": quickcheck.drift,
             "turnout_verify_failures": httpcheck.verify_failures,
             "turnout_curl_argv": curl_argv,
             "turnout_curl_batch": httpcheck.parse_batch,

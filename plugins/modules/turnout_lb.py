@@ -26,12 +26,17 @@ description:
   - C(idle) waits (up to C(timeout_s)) until the listed servers have no request in flight.
   - C(server_state) sets the listed servers to C(drain) (no new requests), C(ready) or
     C(maint).
+  - C(quick) is C(read) plus, in the same run, one request per server of the pool this LB
+    does not route to (all in parallel) for the version and the team's C(checks), and the
+    deploy lock file when C(lock_path) is given - a rollback's quick check
+    (turnout.quickcheck judges it on the controller). Changes nothing.
 options:
   op:
     description: What to do.
     type: str
     required: true
-    choices: [read, wait, set, verify, release, canary, watch, state, idle, server_state]
+    choices: [read, wait, set, verify, release, canary, watch, state, idle, server_state,
+              quick]
   socket: {description: Runtime API socket (admin level)., type: path, required: true}
   pool_map: {description: The map that routes fe_app., type: path, required: true}
   release_map: {description: The map naming each backend's release., type: path}
@@ -55,6 +60,16 @@ options:
   seconds: {description: How long to watch (watch)., type: int, default: 30}
   max_errors: {description: New errors a canary step tolerates (watch)., type: int, default: 0}
   state: {description: The fleet release state to write (state)., type: dict}
+  hosts:
+    description: "[{name, address, pool}] of the app hosts (quick asks the idle pool's)."
+    type: list
+    elements: dict
+  port: {description: The app's port (quick)., type: int}
+  version_check: {description: "The version check {kind, path, key, header, pattern} (quick).",
+                  type: dict}
+  checks: {description: "The team's extra checks [{name, path, status, contains}] (quick).",
+           type: list, elements: dict, default: []}
+  lock_path: {description: "The deploy lock file to read (quick; on lb[0]).", type: path}
   missing_ok:
     description: read returns C(running=false) instead of failing when HAProxy does not answer.
     type: bool
@@ -87,6 +102,13 @@ stats: {description: Parsed show stat (read, wait, watch)., type: dict, returned
 fleet_state: {description: The fleet release state file (read)., type: dict, returned: success}
 responses: {description: "[{status, version}] (verify).", type: list, returned: success}
 verdict: {description: The canary verdict (watch)., type: dict, returned: success}
+answers: {description: "{host: {status, version, checks, ms}} of the idle pool (quick).",
+          type: dict, returned: success}
+answered_pool: {description: The pool asked (quick)., type: str, returned: success}
+lock: {description: The deploy lock's holder, or null (quick with lock_path)., type: dict,
+       returned: success}
+moved_at: {description: "When the runtime map first routed to the pool, ISO UTC (set).",
+           type: str, returned: success}
 """
 
 import http.client  # noqa: E402
@@ -96,6 +118,8 @@ import socket  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.turnout_fleetstate import STATE_PATH, StateError  # noqa: E402
@@ -110,6 +134,8 @@ from ansible.module_utils.turnout_haproxy import (  # noqa: E402
     render_release_map,
     servers_up,
 )
+from ansible.module_utils.turnout_lock import parse as parse_lock  # noqa: E402
+from ansible.module_utils.turnout_quickcheck import ask, idle_hosts  # noqa: E402
 
 CANARY_KEYS = ("canary_backend", "canary_pct")
 
@@ -199,6 +225,66 @@ def op_read(module) -> dict:
             "fleet_state_error": state_error}
 
 
+def _get(address: str, port: int, timeout: float):
+    """A GET of one path on one server over one keep-alive connection: (status, body,
+    headers); status 0 and the error as the body when it fails."""
+    holder = {"conn": None}
+
+    def get(path: str):
+        try:
+            if holder["conn"] is None:
+                holder["conn"] = http.client.HTTPConnection(address, port, timeout=timeout)
+            holder["conn"].request("GET", path)
+            answer = holder["conn"].getresponse()
+            body = answer.read(65536).decode(errors="replace")
+            if answer.getheader("Connection", "").lower() == "close" or not answer.isclosed():
+                holder["conn"].close()
+                holder["conn"] = None
+            return answer.status, body, dict(answer.getheaders())
+        except (OSError, http.client.HTTPException) as error:
+            if holder["conn"] is not None:
+                holder["conn"].close()
+            holder["conn"] = None
+            return 0, str(error), {}
+    return get, holder
+
+
+def op_quick(module) -> dict:
+    """read, then every idle server asked at once for its version and checks, and the lock."""
+    params = module.params
+    found = op_read(module)
+    if not found.get("running"):
+        return found
+    version_check = params["version_check"] or {}
+    targets = idle_hosts(found.get("live_pool"), params["hosts"] or [])
+
+    def one(host):
+        get, holder = _get(str(host.get("address")), params["port"],
+                           params["request_timeout_s"])
+        try:
+            return ask(version_check, params["checks"] or [], get)
+        finally:
+            if holder["conn"] is not None:
+                holder["conn"].close()
+
+    answers = {}
+    if targets and version_check.get("kind") != "command":
+        with ThreadPoolExecutor(max_workers=min(64, len(targets))) as pool:
+            answers = dict(zip([h["name"] for h in targets], pool.map(one, targets),
+                               strict=True))
+    found.update(answers=answers, answered_pool=targets[0]["pool"] if targets else None,
+                 version_kind=version_check.get("kind") or "json")
+    if params["lock_path"]:
+        try:
+            with open(params["lock_path"], encoding="utf-8") as handle:
+                found["lock"] = parse_lock(handle.read())
+        except FileNotFoundError:
+            found["lock"] = None
+        except ValueError as error:
+            found["lock"] = {"error": str(error)}
+    return found
+
+
 def op_wait(module) -> dict:
     params = module.params
     backend = "be_" + params["pool"]
@@ -233,7 +319,10 @@ def op_set(module) -> dict:
         except OSError as error:  # a reload moves the socket to the new worker
             reply, now = str(error), None
         if now == pool:
-            return {"changed": before != pool, "live_pool": now, "attempts": attempt + 1}
+            moved = datetime.now(UTC).isoformat(timespec="milliseconds")
+            moved = moved.replace("+00:00", "Z")
+            return {"changed": before != pool, "live_pool": now, "attempts": attempt + 1,
+                    "moved_at": moved}
         time.sleep(1)
     module.fail_json(msg=f"turnout_lb: the runtime map does not route to be_{pool} after "
                      f"{params['retries']} tries (last reply: {reply or now})")
@@ -369,7 +458,7 @@ def op_state(module) -> dict:
 
 OPS = {"read": op_read, "wait": op_wait, "set": op_set, "verify": op_verify,
        "release": op_release, "canary": op_canary, "watch": op_watch, "state": op_state,
-       "idle": op_idle, "server_state": op_server_state}
+       "idle": op_idle, "server_state": op_server_state, "quick": op_quick}
 
 
 def main() -> None:
@@ -395,13 +484,19 @@ def main() -> None:
             "state": {"type": "dict"},
             "missing_ok": {"type": "bool", "default": False},
             "server_state": {"type": "str", "choices": ["drain", "ready", "maint"]},
+            "hosts": {"type": "list", "elements": "dict"},
+            "port": {"type": "int"},
+            "version_check": {"type": "dict"},
+            "checks": {"type": "list", "elements": "dict", "default": []},
+            "lock_path": {"type": "path"},
         },
         required_if=[("op", "wait", ("pool",)), ("op", "set", ("pool",)),
                      ("op", "verify", ("url",)), ("op", "release", ("pool", "version",
                                                                       "release_map")),
                      ("op", "canary", ("pool", "pct")), ("op", "watch", ("pool",)),
                      ("op", "state", ("state",)), ("op", "idle", ("pool",)),
-                     ("op", "server_state", ("pool", "servers", "server_state"))],
+                     ("op", "server_state", ("pool", "servers", "server_state")),
+                     ("op", "quick", ("hosts", "port", "version_check"))],
         supports_check_mode=True,
     )
     try:

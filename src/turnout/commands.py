@@ -235,14 +235,17 @@ def promote(env_name: str, check: bool = False, verbose: bool = False) -> None:
 
 
 def rollback(env_name: str, check: bool = False, verbose: bool = False, to: str = "",
-             dist: Path = DIST) -> None:
+             dist: Path = DIST, full_smoke: bool = False) -> None:
     """Back to the release live before the current one (warm on the idle pool), or with ``to``
-    to any release that went live, restaged first when it is no longer there."""
+    to any release that went live, restaged first when it is no longer there. The playbook
+    checks the idle pool quickly from the load balancers unless ``full_smoke`` (or ``to``)."""
     env = environment(env_name)
     if to:
         artifacts.validate_version(to)
     rollback_plan = plan.plan("rollback", _view(env), {"to_version": to or None})
     extravars: dict[str, Any] = {"turnout_rollback_to": to} if to else {}
+    if full_smoke:
+        extravars["turnout_rollback_full_smoke"] = True
     if rollback_plan.stage:
         app = app_of(env)
         built = artifacts.find_by_sha256(rollback_plan.to_sha256 or "", dist, app.artifact,

@@ -161,6 +161,10 @@ def rollback_event(run: Mapping[str, Any], planned: Mapping[str, Any], results: 
         "smoke": _smoke_of([*(planned.get("target_hosts") or []),
                             *(planned.get("target_workers") or [])], results, default=False),
         "lb_errors": switch.get("lb_errors"),
+        **({"traffic_moved_at": switch["traffic_moved_at"]}
+           if switch.get("traffic_moved_at") and not failed else {}),
+        # how the target was proven before the flip: the quick check, or the full path
+        **({} if planned.get("converge") else {"check": planned.get("check") or "full"}),
     }
 
 
@@ -330,9 +334,12 @@ def flip_result(lbs: list[str], outcomes: Mapping[str, Mapping[str, Any] | None]
                 for key, value in counters.items():
                     into[backend][key] = into[backend].get(key, 0) + int(value or 0)
     lb_errors = {"before": before, "after": after} if before or after else None
+    moved = sorted(str(m) for m in ((outcomes.get(lb) or {}).get("moved_at") for lb in lbs) if m)
     if not bad:
         return {"result": "success", "phase": None, "flip_back": False,
                 "canary_aborted": False, "lb_errors": lb_errors,
+                # the last LB's map routing to the target: all traffic has moved
+                "traffic_moved_at": moved[-1] if len(moved) == len(lbs) else None,
                 "message": (f"traffic moved from {source or 'none'} to {target} on "
                             f"{', '.join(lbs)}; {requests} requests through each report "
                             f"{planned.get('to_version')}")}

@@ -170,12 +170,16 @@ def promote(c: Context, env: str, check: bool = False, verbose: bool = False) ->
             "to": "go to this release instead (any release that went live; restaged on the "
                   "idle pool with a smoke test when it is no longer there; its artifact must "
                   "be in dist/)",
+            "full-smoke": "skip the quick check from the load balancers (every idle server "
+                          "UP and answering the release) and read release.json on every host "
+                          "and run the full smoke test before the flip, as when the quick "
+                          "check refuses",
             "verbose": VERBOSE_HELP})
 @cli.guarded
 def rollback(c: Context, env: str, check: bool = False, verbose: bool = False,
-             to: str = "") -> None:
+             to: str = "", full_smoke: bool = False) -> None:
     """Back to the release that was live before the current one (warm on the idle pool)."""
-    commands.rollback(env, check=check, verbose=verbose, to=to)
+    commands.rollback(env, check=check, verbose=verbose, to=to, full_smoke=full_smoke)
 
 
 @task(positional=[], help={"env": ENV_HELP, "pool": "blue, green, live or idle (default idle)",

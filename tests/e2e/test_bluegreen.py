@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO, invoke
+from turnout.haproxy import parse_show_stat
 from turnout.lab.config import ssh_options
 from turnout.probe import TrafficProbe
 
@@ -146,7 +149,28 @@ def test_deploying_the_live_version_does_nothing(fleet):
             assert after[key] == before[key], key
 
 
+def lbs(lab) -> list[str]:
+    return [h.name for h in lab.config.hosts() if h.group == "lb"]
+
+
+def server_status(lab, lb: str, backend: str, server: str) -> str | None:
+    stats = parse_show_stat(ssh(lab, lb, "echo 'show stat' | socat stdio /run/haproxy/admin.sock"))
+    return (((stats.get("servers") or {}).get(backend) or {}).get(server) or {}).get("status")
+
+
+def wait_status(lab, backend: str, server: str, up: bool, deadline_s: float = 30) -> None:
+    """Poll every LB's show stat until ``server`` is UP there (or, ``up=False``, not UP)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        seen = {lb: server_status(lab, lb, backend, server) for lb in lbs(lab)}
+        if all((status == "UP") == up for status in seen.values()):
+            return
+        assert time.monotonic() < deadline, f"{backend}/{server} still {seen}"
+        time.sleep(0.5)
+
+
 def test_rollback_flips_back_under_load_with_zero_failures(fleet):
+    """The quick check from the LBs: no full smoke, traffic moved and the instant recorded."""
     with TrafficProbe(lb_address(fleet), LB_PORT, workers=4, max_seconds=600) as probe:
         probe.wait_for(50)
         proc = invoke("rollback", "--env", fleet.env_name, env=fleet.environ)
@@ -156,8 +180,63 @@ def test_rollback_flips_back_under_load_with_zero_failures(fleet):
     assert lb_versions(fleet) == {V1}
     data = manifest(fleet)
     assert data["live_pool"] == "blue"
-    assert data["history"][-1]["action"] == "rollback"
-    assert data["history"][-1]["result"] == "success"
+    entry = data["history"][-1]
+    assert entry["action"] == "rollback" and entry["result"] == "success"
+    assert entry["check"] == "quick"
+    moved = datetime.fromisoformat(entry["traffic_moved_at"])
+    assert datetime.fromisoformat(entry["started_at"]).timestamp() - 1 <= moved.timestamp() \
+        <= datetime.fromisoformat(entry["finished_at"]).timestamp() + 1, entry
+    # what the quick check proved, per idle host: UP on every LB and answering the release
+    assert set(entry["smoke"]) == {"blue1", "blue2"}
+    for smoke in entry["smoke"].values():
+        assert smoke["result"] == "passed"
+        assert {c["name"] for c in smoke["checks"]} >= {"up", "version"}
+
+
+def test_a_refused_quick_check_falls_back_to_the_full_smoke_test(fleet):
+    """An idle host whose app is stopped: the quick check refuses, the full smoke test decides
+    and refuses too (no flip). A release map that disagrees: the quick check refuses, the full
+    smoke test passes and the rollback flips."""
+    proc = deploy(fleet, V2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert lb_versions(fleet) == {V2}
+    ssh(fleet, "blue1", "systemctl stop app.service")
+    try:
+        wait_status(fleet, "be_blue", "blue1", up=False)
+        with TrafficProbe(lb_address(fleet), LB_PORT, workers=4, max_seconds=600) as probe:
+            probe.wait_for(50)
+            refused = invoke("rollback", "--env", fleet.env_name, env=fleet.environ)
+            probe.wait_for(probe.result.total + 50)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == 1, out
+        assert "Traceback" not in refused.stderr
+        assert probe.result.failures == [], probe.result.summary()
+        assert set(probe.result.versions) == {V2}, probe.result.summary()
+        assert lb_versions(fleet) == {V2}
+        entry = manifest(fleet)["history"][-1]
+        assert (entry["action"], entry["result"], entry["phase"]) == ("rollback", "failed",
+                                                                       "smoke"), entry
+        assert entry["check"] == "full" and "traffic_moved_at" not in entry
+        assert entry["smoke"]["blue1"]["result"] == "failed"
+        assert entry["smoke"]["blue2"]["result"] == "passed"  # the full smoke test ran
+    finally:
+        ssh(fleet, "blue1", "systemctl start app.service")
+    wait_status(fleet, "be_blue", "blue1", up=True)
+    for lb in lbs(fleet):
+        ssh(fleet, lb, "echo 'set map /etc/haproxy/release.map be_blue 0.0.1-stale' | "
+                       "socat stdio /run/haproxy/admin.sock")
+    with TrafficProbe(lb_address(fleet), LB_PORT, workers=4, max_seconds=600) as probe:
+        probe.wait_for(50)
+        proc = invoke("rollback", "--env", fleet.env_name, env=fleet.environ)
+        probe.wait_for(probe.result.total + 50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert probe.result.failures == [], probe.result.summary()
+    assert lb_versions(fleet) == {V1}
+    entry = manifest(fleet)["history"][-1]
+    assert (entry["action"], entry["result"], entry["check"]) == ("rollback", "success", "full")
+    assert entry["traffic_moved_at"]
+    assert all(s["result"] == "passed" for s in entry["smoke"].values())
+    assert {c["name"] for c in entry["smoke"]["blue1"]["checks"]} >= {"health", "latency"}
 
 
 def test_broken_release_never_gets_traffic_and_is_recorded(fleet):

@@ -39,3 +39,21 @@ def test_salvage_history_keeps_valid_entries_of_an_unreadable_manifest(tmp_path)
     assert [entry["id"] for entry in kept] == [good["id"]]
     (env / "manifest.yml").write_text("history: [unclosed\n")
     assert commands._salvage_history(env / "manifest.yml") == []
+
+
+def test_rollback_full_smoke_asks_the_playbook_for_the_full_path(monkeypatch):
+    from types import SimpleNamespace
+
+    from turnout import commands
+
+    ran = []
+    planned = SimpleNamespace(stage=False, to_version="1.0.0", target_pool="blue")
+    monkeypatch.setattr(commands, "environment", lambda name: SimpleNamespace(name=name))
+    monkeypatch.setattr(commands, "_view", lambda env: None)
+    monkeypatch.setattr(commands.plan, "plan", lambda *args: planned)
+    monkeypatch.setattr(commands.plan, "render_plan", lambda p: "plan")
+    monkeypatch.setattr(commands, "_execute",
+                        lambda action, env, extravars, *rest: ran.append(extravars) or "r1")
+    commands.rollback("prod")
+    commands.rollback("prod", full_smoke=True)
+    assert ran == [{}, {"turnout_rollback_full_smoke": True}]

@@ -89,7 +89,7 @@ def test_other_pool() -> None:
 def test_empty_is_valid_and_has_both_pools() -> None:
     data = mf.empty("staging", app="shop")
     assert mf.validate(data) == data
-    assert data["schema_version"] == mf.SCHEMA_VERSION == 1
+    assert data["schema_version"] == mf.SCHEMA_VERSION == 2
     assert data["env"] == "staging" and data["app"] == "shop"
     assert data["live_pool"] is None
     assert set(data["pools"]) == {"blue", "green"}
@@ -140,6 +140,9 @@ def test_new_run_id_format_and_utc() -> None:
         (lambda d: d["history"][0].update(phase="deploying"), r"history\[0\]\.phase must be"),
         (lambda d: d["history"][0].update(message="two\nlines"), "must be a one-line string"),
         (lambda d: d["history"][0].update(duration_s="fast"), "duration_s must be a number"),
+        (lambda d: d["history"][0].update(traffic_moved_at="soon"),
+         r"traffic_moved_at must be an ISO 8601 time"),
+        (lambda d: d["history"][0].update(check="fast"), r"history\[0\]\.check must be"),
         (lambda d: d["history"].append(copy.deepcopy(d["history"][0])), "repeats id"),
         (
             lambda d: d["pools"]["green"]["hosts"].update(
@@ -180,10 +183,16 @@ def test_validate_message_names_problem_and_fix() -> None:
 
 def test_validate_future_schema_says_upgrade() -> None:
     data = blue_live()
-    data["schema_version"] = 2
+    data["schema_version"] = 3
     data["something_new"] = True  # a newer schema may have keys we do not know
-    with pytest.raises(InputError, match=r"schema_version 2 is newer .*upgrade turnout"):
+    with pytest.raises(InputError, match=r"schema_version 3 is newer .*upgrade turnout"):
         mf.validate(data)
+
+
+def test_a_version_1_file_is_read_and_written_as_version_2() -> None:
+    data = blue_live()
+    data["schema_version"] = 1
+    assert mf.validate(data)["schema_version"] == 2
 
 
 def test_validate_is_a_normalized_copy() -> None:
@@ -220,7 +229,7 @@ def test_written_file_is_plain_yaml_with_mode_0644(prod_dir: Path) -> None:
     mf.write_atomic(path, blue_live())
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     raw = yaml.safe_load(path.read_text())
-    assert raw["schema_version"] == 1
+    assert raw["schema_version"] == 2
     assert raw["pools"]["blue"]["version"] == "1.4.1"
     assert isinstance(raw["updated_at"], str)  # quoted, so YAML keeps it a string
 
@@ -372,6 +381,25 @@ def test_apply_rollback_success_flips_live_only() -> None:
     assert after["history"][-1]["result"] == "success"
     assert [e["action"] for e in after["history"][-2:]] == ["deploy", "rollback"]
     assert mf.run_entry(after, "20261122T140000Z-1a2b3c")["action"] == "deploy"
+
+
+def test_a_rollback_keeps_when_traffic_moved_and_how_it_was_checked() -> None:
+    deployed = mf.apply_event(blue_live(), event())
+    rollback = event(
+        id="20261122T150000Z-bbbbbb",
+        action="rollback",
+        started_at="2026-11-22T15:00:00Z",
+        finished_at="2026-11-22T15:00:02Z",
+        traffic_moved_at="2026-11-22T15:00:01.234Z",
+        check="quick",
+        **{"from": {"pool": "green", "version": "1.4.2", "sha256": SHA_NEW}},
+        to={"pool": "blue", "version": "1.4.1", "sha256": SHA_OLD},
+        hosts={},
+    )
+    entry = mf.apply_event(deployed, rollback)["history"][-1]
+    assert entry["traffic_moved_at"] == "2026-11-22T15:00:01.234Z"
+    assert entry["check"] == "quick"
+    assert "traffic_moved_at" not in mf.apply_event(blue_live(), event())["history"][-1]
 
 
 def test_apply_rollback_to_a_restaged_release_records_the_pool_and_its_hosts() -> None:

@@ -16,7 +16,8 @@ from typing import Any
 from turnout.contracts import POOLS, SHA256_RE, format_timestamp
 from turnout.errors import InputError
 
-SCHEMA_VERSION = 1
+# 2: history entries may carry traffic_moved_at and check (a version 1 file reads as it is)
+SCHEMA_VERSION = 2
 ACTIONS = ("deploy", "rollback", "promote", "unlock", "reconcile")
 RESULTS = ("success", "failed", "noop", "flipped_back", "awaiting_approval")
 PHASES = ("lock", "preflight", "stage", "smoke", "flip", "verify", "record")
@@ -41,7 +42,12 @@ HISTORY_KEYS = (
     "smoke",
     "lb_errors",
     "release_notes",
+    "traffic_moved_at",
+    "check",
 )
+# how a rollback proved its target before the flip: the quick check from the load balancers,
+# or the full path (release.json on every host, the full smoke test)
+CHECKS = ("quick", "full")
 EVENT_KEYS = (*HISTORY_KEYS, "hosts")
 EVENT_HOST_KEYS = ("version", "sha256", "deployed_at", "smoke")
 
@@ -388,6 +394,11 @@ def _history_entry(ctx: _Ctx, value: Any, where: str) -> dict[str, Any]:
         entry["phase"] = _choice(ctx, raw["phase"], _join(where, "phase"), PHASES)
     if entry["duration_s"] is None and not ctx.strict:
         entry["duration_s"] = _duration(entry["started_at"], entry["finished_at"])
+    moved = _timestamp(ctx, raw.get("traffic_moved_at"), _join(where, "traffic_moved_at"))
+    if moved is not None:
+        entry["traffic_moved_at"] = moved
+    if raw.get("check") is not None:
+        entry["check"] = _choice(ctx, raw["check"], _join(where, "check"), CHECKS)
     notes = raw.get("release_notes")
     if notes is not None:
         if not isinstance(notes, str):

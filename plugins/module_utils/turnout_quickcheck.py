@@ -1,0 +1,1 @@
+../../src/turnout/quickcheck.py
