@@ -115,13 +115,15 @@ def _unified() -> Path | None:
 
 def _cpu_s(cgroup: Path | None) -> float | None:
     """usage_usec of a cgroup v2 directory's cpu.stat, in seconds (kept without the cpu
-    controller enabled)."""
+    controller enabled); None without one."""
+    if cgroup is None:
+        return None
     try:
-        for line in (cgroup / "cpu.stat").read_text().splitlines():  # type: ignore[operator]
+        for line in (cgroup / "cpu.stat").read_text().splitlines():
             key, _, value = line.partition(" ")
             if key == "usage_usec":
                 return int(value) / 1e6
-    except (OSError, TypeError):
+    except OSError:
         return None
     return None
 
@@ -147,11 +149,13 @@ def controller_cgroup() -> Path | None:
 
 
 def _host_cgroups(lab: BenchLab) -> dict[str, Path]:
-    """Each lab host's own cgroup (turnout.lab.fleet boots every host in turnout.<machine>)."""
-    root = _unified()
-    if root is None:
-        return {}
-    return {host.name: root / f"turnout.{host.machine}" for host in lab.config.hosts()}
+    """Each lab host's own cgroup v2 directory (the one with cpu.stat), where fleet booted it."""
+    found = {}
+    for host in lab.config.hosts():
+        with_cpu = [d for d in fleet.cgroup_dirs(host.machine) if (d / "cpu.stat").exists()]
+        if with_cpu:
+            found[host.name] = with_cpu[0]
+    return found
 
 
 def _ssh_wrappers(workdir: Path, log: Path) -> dict[str, str]:

@@ -111,10 +111,8 @@ def _edits_in_task(task: yaml.MappingNode, names: Names,
 
 def _role_edit(node: yaml.ScalarNode, names: Names, out: list[tuple[int, str, str]]) -> None:
     if node.value in names.roles:
-        if node.style is not None:  # quoted: the name starts after the quote
-            out.append((node.start_mark.index + 1, node.value, f"{FQ}.{node.value}"))
-        else:
-            out.append((node.start_mark.index, node.value, f"{FQ}.{node.value}"))
+        quote = 1 if node.style is not None else 0  # a quoted name starts after its quote
+        out.append((node.start_mark.index + quote, node.value, f"{FQ}.{node.value}"))
 
 
 def qualify_yaml(text: str, names: Names, where: str = "<yaml>") -> str:

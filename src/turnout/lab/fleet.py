@@ -224,13 +224,14 @@ def _add_user(config: LabConfig, root: Path) -> None:
     sudoers.chmod(0o440)
 
 
-def _cgroup_dirs(machine: str) -> list[Path]:
+def cgroup_dirs(machine: str) -> list[Path]:
+    """The host's own cgroup in each mounted hierarchy (the benchmark reads its CPU there)."""
     return [h / f"turnout.{machine}" for h in CGROUP_HIERARCHIES if h.is_dir()]
 
 
 def _boot(config: LabConfig, host: LabHost, root: Path) -> int:
     """Start systemd-nspawn for host in its own session and cgroup; return its PID."""
-    cgroups = _cgroup_dirs(host.machine)
+    cgroups = cgroup_dirs(host.machine)
     for directory in cgroups:
         directory.mkdir(exist_ok=True)
 
@@ -270,7 +271,7 @@ def _stop_pid(pid: int, machine: str, deadline_s: float = 20.0) -> None:
 
 
 def _remove_cgroups(machine: str) -> None:
-    for directory in _cgroup_dirs(machine):
+    for directory in cgroup_dirs(machine):
         # children first: nspawn leaves payload/ and supervisor/ behind
         for child in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if child.is_dir():
@@ -493,7 +494,7 @@ def ssh_argv(config: LabConfig, host_name: str, command: str | None = None) -> l
 def _host_pids(machine: str) -> set[int]:
     """Every process in the host's cgroups: nspawn, the container's init and all below it."""
     pids: set[int] = set()
-    for directory in _cgroup_dirs(machine):
+    for directory in cgroup_dirs(machine):
         for procs in directory.rglob("cgroup.procs"):
             try:
                 pids.update(int(p) for p in procs.read_text().split())
