@@ -169,14 +169,20 @@ def wait_status(lab, backend: str, server: str, up: bool, deadline_s: float = 30
         time.sleep(0.5)
 
 
-def test_rollback_flips_back_under_load_with_zero_failures(fleet):
-    """The quick check from the LBs: no full smoke, traffic moved and the instant recorded."""
+def rollback_under_load(fleet):
+    """`invoke rollback` under the probe's load through the LB: (the process, what it saw)."""
     with TrafficProbe(lb_address(fleet), LB_PORT, workers=4, max_seconds=600) as probe:
         probe.wait_for(50)
         proc = invoke("rollback", "--env", fleet.env_name, env=fleet.environ)
         probe.wait_for(probe.result.total + 50)
+    return proc, probe.result
+
+
+def test_rollback_flips_back_under_load_with_zero_failures(fleet):
+    """The quick check from the LBs: no full smoke, traffic moved and the instant recorded."""
+    proc, result = rollback_under_load(fleet)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert probe.result.failures == [], probe.result.summary()
+    assert result.failures == [], result.summary()
     assert lb_versions(fleet) == {V1}
     data = manifest(fleet)
     assert data["live_pool"] == "blue"
@@ -203,15 +209,12 @@ def test_a_refused_quick_check_falls_back_to_the_full_smoke_test(fleet):
     ssh(fleet, "blue1", "systemctl stop app.service")
     try:
         wait_status(fleet, "be_blue", "blue1", up=False)
-        with TrafficProbe(lb_address(fleet), LB_PORT, workers=4, max_seconds=600) as probe:
-            probe.wait_for(50)
-            refused = invoke("rollback", "--env", fleet.env_name, env=fleet.environ)
-            probe.wait_for(probe.result.total + 50)
+        refused, result = rollback_under_load(fleet)
         out = refused.stdout + refused.stderr
         assert refused.returncode == 1, out
         assert "Traceback" not in refused.stderr
-        assert probe.result.failures == [], probe.result.summary()
-        assert set(probe.result.versions) == {V2}, probe.result.summary()
+        assert result.failures == [], result.summary()
+        assert set(result.versions) == {V2}, result.summary()
         assert lb_versions(fleet) == {V2}
         entry = manifest(fleet)["history"][-1]
         assert (entry["action"], entry["result"], entry["phase"]) == ("rollback", "failed",
@@ -225,12 +228,9 @@ def test_a_refused_quick_check_falls_back_to_the_full_smoke_test(fleet):
     for lb in lbs(fleet):
         ssh(fleet, lb, "echo 'set map /etc/haproxy/release.map be_blue 0.0.1-stale' | "
                        "socat stdio /run/haproxy/admin.sock")
-    with TrafficProbe(lb_address(fleet), LB_PORT, workers=4, max_seconds=600) as probe:
-        probe.wait_for(50)
-        proc = invoke("rollback", "--env", fleet.env_name, env=fleet.environ)
-        probe.wait_for(probe.result.total + 50)
+    proc, result = rollback_under_load(fleet)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert probe.result.failures == [], probe.result.summary()
+    assert result.failures == [], result.summary()
     assert lb_versions(fleet) == {V1}
     entry = manifest(fleet)["history"][-1]
     assert (entry["action"], entry["result"], entry["check"]) == ("rollback", "success", "full")

@@ -363,17 +363,18 @@ def test_apply_deploy_success_host_defaults_from_target() -> None:
     assert host["smoke"] is None
 
 
+def rollback_event(**overrides):
+    """The rollback from green 1.4.2 back to blue 1.4.1 that follows event()'s deploy."""
+    return event(**{"action": "rollback", "started_at": "2026-11-22T15:00:00Z",
+                    "finished_at": "2026-11-22T15:00:02Z",
+                    "from": {"pool": "green", "version": "1.4.2", "sha256": SHA_NEW},
+                    "to": {"pool": "blue", "version": "1.4.1", "sha256": SHA_OLD},
+                    "hosts": {}, **overrides})
+
+
 def test_apply_rollback_success_flips_live_only() -> None:
     deployed = mf.apply_event(blue_live(), event())
-    rollback = event(
-        id="20261122T150000Z-aaaaaa",
-        action="rollback",
-        started_at="2026-11-22T15:00:00Z",
-        finished_at="2026-11-22T15:00:02Z",
-        **{"from": {"pool": "green", "version": "1.4.2", "sha256": SHA_NEW}},
-        to={"pool": "blue", "version": "1.4.1", "sha256": SHA_OLD},
-        hosts={},
-    )
+    rollback = rollback_event(id="20261122T150000Z-aaaaaa")
     after = mf.apply_event(deployed, rollback)
     assert after["live_pool"] == "blue"
     assert after["pools"] == deployed["pools"]
@@ -385,17 +386,8 @@ def test_apply_rollback_success_flips_live_only() -> None:
 
 def test_a_rollback_keeps_when_traffic_moved_and_how_it_was_checked() -> None:
     deployed = mf.apply_event(blue_live(), event())
-    rollback = event(
-        id="20261122T150000Z-bbbbbb",
-        action="rollback",
-        started_at="2026-11-22T15:00:00Z",
-        finished_at="2026-11-22T15:00:02Z",
-        traffic_moved_at="2026-11-22T15:00:01.234Z",
-        check="quick",
-        **{"from": {"pool": "green", "version": "1.4.2", "sha256": SHA_NEW}},
-        to={"pool": "blue", "version": "1.4.1", "sha256": SHA_OLD},
-        hosts={},
-    )
+    rollback = rollback_event(id="20261122T150000Z-bbbbbb",
+                              traffic_moved_at="2026-11-22T15:00:01.234Z", check="quick")
     entry = mf.apply_event(deployed, rollback)["history"][-1]
     assert entry["traffic_moved_at"] == "2026-11-22T15:00:01.234Z"
     assert entry["check"] == "quick"
