@@ -1,8 +1,8 @@
 """Action plugin turnout_plan: plan this run from what the earlier phases read.
 
 A thin adapter over turnout.plan.plan_for, the same function ``invoke --check`` prints: it takes
-what every load balancer said in the discover phase (``pool_switch_lb``), each app host's
-``app_release_current``, the inventory's pools and the manifest, and returns
+what every load balancer said in the discover phase (``pool_switch_lb``), what each app host
+runs (its ``app_release_read_result``), the inventory's pools and the manifest, and returns
 ``turnout_plan``. A refusal is carried (``turnout_plan.refused``), not raised, so the playbook
 fails the run in preflight and records nothing.
 """
@@ -88,7 +88,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        from turnout import manifest, plan, quickcheck, traffic
+        from turnout import manifest, plan, quickcheck, release, traffic
         from turnout.contracts import POOLS
         from turnout.errors import InputError
 
@@ -109,7 +109,8 @@ class ActionModule(ActionBase):
             releases = quickcheck.releases({n: r for n, r in reads.items() if r.get("running")},
                                            pools)
         else:
-            releases = {host: _plain(hostvars[host].get("app_release_current"))
+            releases = {host: release.current(_plain(hostvars[host].get(
+                "app_release_read_result")))
                         for pool in POOLS for host in [*pools[pool], *workers[pool]]}
         try:
             data = manifest.load(args["manifest"])

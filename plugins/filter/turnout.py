@@ -45,6 +45,8 @@ description:
   - C(turnout_curl_argv) / C(turnout_curl_batch) make and read one curl run of N requests;
     C(turnout_smoke_checks) judges the smoke test's extra checks.
   - C(turnout_collect) picks one fact of each listed host (a dict host -> value or None);
+    C(turnout_releases) what each listed host runs, from this run's read (host -> release
+    or None); C(turnout_release_current) the same for one read result;
     C(turnout_host_results) the per-host outcome (staged, message, smoke).
   - C(turnout_judge), C(turnout_event), C(turnout_event_summary), C(turnout_overview),
     C(turnout_smoke_report) are turnout.outcome's judgement, manifest event and reports.
@@ -107,13 +109,21 @@ def collect(hosts, hostvars, key):
     return {host: (hostvars[host] if host in hostvars else {}).get(key) for host in hosts or []}
 
 
+def releases(hosts, hostvars):
+    """{host: what it runs (release.json plus ``service``, {} for none) or None when this run
+    did not read it} from each host's ``app_release_read_result`` (turnout.release.current)."""
+    return {host: release.current((hostvars[host] if host in hostvars else {})
+                                  .get("app_release_read_result"))
+            for host in hosts or []}
+
+
 def host_results(hosts, hostvars, smoke=None):
     """{host: {staged, message, smoke}} from each host's turnout_host_* facts and the smoke
     phase's results ({host: smoke_test_result}, else each host's own smoke_test_result)."""
     found = {}
     for host in hosts or []:
         facts = hostvars[host] if host in hostvars else {}
-        found[host] = {"staged": facts.get("turnout_host_staged"),
+        found[host] = {"staged": outcome.staged(facts),
                        "message": facts.get("turnout_host_message"),
                        "smoke": (smoke or {}).get(host) or facts.get("smoke_test_result")}
     return found
@@ -271,6 +281,8 @@ class FilterModule:
             "turnout_curl_batch": httpcheck.parse_batch,
             "turnout_smoke_checks": httpcheck.judge_checks,
             "turnout_collect": collect,
+            "turnout_releases": releases,
+            "turnout_release_current": release.current,
             "turnout_app_def": app_def,
             "turnout_as_app_user": as_app_user,
             "turnout_unit": unit_text,

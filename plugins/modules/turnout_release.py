@@ -18,7 +18,8 @@ description:
     top-level directory is stripped; members outside the release are refused), checks its
     VERSION file when it has one, and runs the app's build command in it. A release directory
     already built from this artifact is kept as it is.
-  - C(activate) writes the systemd unit when it changed, points C(current) at the release
+  - C(activate) writes the secrets env file when C(env_file) is given (0600, root; its content
+    is never logged), the systemd unit when it changed, points C(current) at the release
     (atomic rename), restarts the unit, writes release.json and prunes old releases (never the
     current one).
   - C(unit) writes the unit (provisioning) and restarts it when it changed (or C(restart)) and
@@ -39,8 +40,8 @@ options:
   build: {description: Command run in the release directory after unpacking (stage)., type: str}
   unit_name: {description: The systemd unit., type: str}
   unit: {description: Its content (activate)., type: str}
-  env_file: {description: The secrets env file's path (secrets)., type: path}
-  env_text: {description: Its content (secrets; never logged)., type: str, no_log: true}
+  env_file: {description: The secrets env file's path (secrets; activate when given)., type: path}
+  env_text: {description: Its content (secrets, activate; never logged)., type: str, no_log: true}
   restart: {description: Restart the unit even if it did not change (unit)., type: bool,
             default: false}
   record: {description: release.json's content (activate)., type: str}
@@ -279,7 +280,15 @@ def op_activate(module, p) -> dict:
     diff = {"before": f"current -> {current}\n{read_text(unit_path(p)) or ''}",
             "after": f"current -> {target}\n{p['unit']}"}
     if module.check_mode:
-        return {"changed": current != target, "steps": ["check: would activate"], "diff": diff}
+        secrets = bool(p["env_file"]) and read_text(p["env_file"]) != (p["env_text"] or "")
+        return {"changed": current != target or secrets, "steps": ["check: would activate"],
+                "diff": diff}
+    # the secrets first: the restart below is what makes the app read them
+    secrets_changed = bool(p["env_file"]) and write_if_changed(p["env_file"],
+                                                               p["env_text"] or "", 0o600)
+    if secrets_changed:
+        steps.append("secrets env file")
+        changed = True
     unit_changed = write_if_changed(unit_path(p), p["unit"], 0o644)
     if unit_changed:
         steps.append("unit")

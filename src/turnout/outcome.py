@@ -1,8 +1,9 @@
 """What a run came to: which target hosts failed and why (:func:`judge`), and the event the
 manifest records (:func:`event`). Pure; the playbooks call both through the turnout filters.
 
-Per-host results come from the target hosts' facts: ``turnout_host_staged`` (deploy only),
-``turnout_host_message`` (why a host failed) and ``smoke_test_result``.
+Per-host results come from the target hosts' variables: whether the host staged (deploy only:
+:func:`staged`, from what app_release registered, or ``turnout_host_staged: false`` when its
+stage failed), ``turnout_host_message`` (why a host failed) and ``smoke_test_result``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,29 @@ MESSAGE_LIMIT = 300
 NO_FLIP = "no flip, the live pool is untouched"
 
 HostResults = Mapping[str, Mapping[str, Any] | None]
+
+
+def _succeeded(result: Any) -> bool:
+    return isinstance(result, Mapping) and not any(
+        result.get(key) for key in ("failed", "skipped", "unreachable"))
+
+
+def staged(host_vars: Mapping[str, Any]) -> bool | None:
+    """Whether this run staged the release on a host: False when its stage failed (the stage
+    phase's rescue sets ``turnout_host_staged: false``), True only on positive evidence from
+    what app_release registered this run (``app_release_stage_result`` found the release already
+    active, or it staged and ``app_release_activate_result`` activated it), else None (the host
+    was unreachable or never ran the stage). Registered results live for one run only, so a
+    cached fact of an earlier run can never count as this run's stage."""
+    noted = host_vars.get("turnout_host_staged")
+    if noted is not None:
+        return bool(noted)
+    stage = host_vars.get("app_release_stage_result")
+    if not _succeeded(stage):
+        return None
+    if stage.get("already_active"):
+        return True
+    return True if _succeeded(host_vars.get("app_release_activate_result")) else None
 
 
 def _truncate(text: Any, limit: int = MESSAGE_LIMIT) -> str:

@@ -7,8 +7,9 @@ host's state per phase and the counts (stage 3/10, smoke 2/10, flip 1/2), and re
 changed. What a host's state means comes from the runs themselves:
 
 - **stage**: the target hosts of the plan (the plan module's ``turnout_plan.target_hosts`` and
-  ``target_workers``); a host is ok once "note the host is staged" ran on it, failed once
-  "note the host failed to stage" did (MILESTONES).
+  ``target_workers``); a host is ok once app_release activated the release on it ("app_release
+  | activate ...") or found it already active ("app_release | stage ..." answering
+  ``already_active``), failed once "note the host failed to stage" ran (MILESTONES, milestone()).
 - **smoke**: the same hosts; ok or failed from the smoke results (``turnout_smoke_results``
   from the load balancer, ``smoke_test_result`` of a worker).
 - **flip**: the load balancers; flipped once "the map is flipped here" ran on one, back once
@@ -42,11 +43,22 @@ COUNTED_PHASES = ("stage", "smoke", "flip", "provision")
 
 # Tasks that say where a host stands: task name -> (phase, state)
 MILESTONES: dict[str, tuple[str, str]] = {
-    "turnout | note the host is staged": ("stage", OK),
     "turnout | note the host failed to stage": ("stage", FAILED),
     "turnout | the map is flipped here": ("flip", FLIPPED),
     "turnout | flip back": ("flip", BACK),
 }
+# app_release's steps whose success means the host is staged (their names carry the version)
+ACTIVATED, STAGED = "app_release | activate ", "app_release | stage "
+
+
+def milestone(task: str, res: dict[str, Any]) -> tuple[str, str] | None:
+    """Pure: the (phase, state) an ok result of ``task`` puts its host in, or None."""
+    task = task.strip()
+    if task in MILESTONES:
+        return MILESTONES[task]
+    if task.startswith(ACTIVATED) or (task.startswith(STAGED) and res.get("already_active")):
+        return ("stage", OK)
+    return None
 # Plays whose hosts are provisioned when the play (or its serial batch) ends
 PROVISION_PLAYS = (
     "Provision | the load balancers",
@@ -171,9 +183,9 @@ class Tracker:
         changes: list[Change] = []
         if kind == "runner_on_ok":
             changes += self._smoke_results(host, res)
-            milestone = MILESTONES.get(str(data.get("task", "")).strip())
-            if milestone and host != CONTROLLER:
-                changes += self._set(milestone[0], host, milestone[1])
+            reached = milestone(str(data.get("task", "")), res)
+            if reached and host != CONTROLLER:
+                changes += self._set(reached[0], host, reached[1])
         if host == CONTROLLER:
             if kind in ("runner_on_failed", "runner_on_unreachable") \
                     and not data.get("ignore_errors"):

@@ -23,6 +23,19 @@ class ReleaseError(ValueError):
     """An artifact or a request the host must not act on (one line: what and why)."""
 
 
+def current(read: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What a host runs, from this run's ``turnout_release`` read (``app_release_read_result``):
+    its release.json plus the unit's state as ``service``; ``{}`` when the host has no release;
+    None when the read did not run or did not succeed (skipped, failed, unreachable)."""
+    if not isinstance(read, Mapping) or any(read.get(k) for k in ("failed", "skipped",
+                                                                    "unreachable")):
+        return None
+    if "release" not in read:
+        return None
+    release = read.get("release")
+    return {**release, "service": read.get("active")} if release else {}
+
+
 def members_plan(names: Iterable[str]) -> int:
     """How many leading path components to strip from an artifact's members: 1 when every
     member lies in one top-level directory (``app-1.2.3/...``), else 0. Absolute paths and

@@ -124,3 +124,13 @@ def test_a_pruned_releases_artifact_is_found_by_its_exact_name() -> None:
     assert release.pruned_artifact("app-1.2.3.tar.gz", "1.2.3", "1.2") == "app-1.2.tar.gz"
     assert release.pruned_artifact("shop_9.tgz", "9", "8") == "shop_8.tgz"
     assert release.pruned_artifact(None, "1.0", "0.9") is None  # no name given: none removed
+
+
+def test_what_a_host_runs_comes_from_this_runs_read() -> None:
+    read = {"changed": False, "release": {"version": "1.4.2", "sha256": "ab"},
+            "active": "active", "current": "releases/1.4.2", "base_ready": True}
+    assert release.current(read) == {"version": "1.4.2", "sha256": "ab", "service": "active"}
+    assert release.current({**read, "release": {}}) == {}  # read, nothing deployed
+    for unread in (None, {}, {"skipped": True}, {"failed": True, "msg": "no"},
+                   {"unreachable": True}):
+        assert release.current(unread) is None, unread

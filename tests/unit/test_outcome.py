@@ -43,3 +43,27 @@ def test_the_rollback_event_records_traffic_moved_and_the_check():
     assert full["check"] == "full" and "traffic_moved_at" not in full
     converge = outcome.rollback_event({"failed": False}, {**PLAN, "converge": True}, {}, switch)
     assert "check" not in converge
+
+
+def test_a_host_is_staged_only_on_this_runs_positive_evidence():
+    staged = {"app_release_stage_result": {"changed": True, "already_active": False},
+              "app_release_activate_result": {"changed": True}}
+    assert outcome.staged(staged) is True
+    assert outcome.staged({"app_release_stage_result": {"already_active": True},
+                           "app_release_activate_result": {"skipped": True}}) is True
+    # the stage's rescue noted a failure: that wins over anything registered before it
+    assert outcome.staged({**staged, "turnout_host_staged": False}) is False
+    # unreachable or never run: no evidence either way
+    assert outcome.staged({}) is None
+    assert outcome.staged({"app_release_stage_result": {"unreachable": True}}) is None
+    assert outcome.staged({"app_release_stage_result": {"skipped": True}}) is None
+    assert outcome.staged({"app_release_stage_result": {"already_active": False}}) is None
+    assert outcome.staged({"app_release_stage_result": {"already_active": False},
+                           "app_release_activate_result": {"failed": True}}) is None
+
+
+def test_judge_fails_the_stage_of_a_host_without_evidence():
+    results = {"blue1": {"staged": outcome.staged({}), "smoke": {"result": "passed"}}}
+    verdict = outcome.judge(["blue1"], results, staging=True)
+    assert verdict["phase"] == "stage" and verdict["not_staged"] == ["blue1"]
+    assert "blue1: unreachable or not run" in verdict["message"]

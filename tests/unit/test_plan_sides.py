@@ -210,7 +210,9 @@ def playbook_side(case: Case, tmp: Path) -> dict[str, Any]:
             release = case.releases.get(name, {})
             # an unreadable release.json fails the discover phase, which records it as a
             # preflight failure before planning; the plan itself never sees it
-            hosts[pool]["hosts"][name] = {"app_release_current": release}
+            read = {"release": {k: v for k, v in release.items() if k != "service"},
+                    "active": release.get("service"), "current": "", "base_ready": True}
+            hosts[pool]["hosts"][name] = {"app_release_read_result": read}
     inventory = {"all": {"children": {
         "lb": {"hosts": {name: {"pool_switch_lb": lb_read(case, routed)}
                          for name, routed in case.routes.items()}}, **hosts}}}

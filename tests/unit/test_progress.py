@@ -120,7 +120,7 @@ def test_provision_counts_every_host_of_the_inventory():
 def test_hosts_failing_and_unreachable_in_stage_count_against_it():
     evts = [play("Plan | plan"), PLAN_TWO, play("Stage | stage and activate"),
             on("runner_on_start", "blue1"), on("runner_on_start", "blue2"),
-            on("runner_on_ok", "blue1", "turnout | note the host is staged"),
+            on("runner_on_ok", "blue1", "app_release | activate 1.2"),
             on("runner_on_unreachable", "blue2", "app_release | stage 1.2"),
             play("Smoke | smoke-test"),
             on("runner_on_ok", "lb1", "turnout | keep the results on the controller",
@@ -141,7 +141,8 @@ def test_a_rescued_stage_failure_is_a_failed_host_and_an_ignored_error_is_not():
                   play("Stage | stage and activate"),
                   on("runner_on_failed", "blue2", "app_release | stage", res={"msg": "disk"}),
                   on("runner_on_ok", "blue2", "turnout | note the host failed to stage"),
-                  on("runner_on_ok", "blue1", "turnout | note the host is staged")):
+                  on("runner_on_ok", "blue1", "app_release | stage 1.2",
+                     res={"already_active": True})):
         tracker.feed(event)
     stage = tracker.phases["stage"]
     assert stage.hosts == {"blue1": progress.OK, "blue2": progress.FAILED}
@@ -230,3 +231,13 @@ def test_an_lb_flipped_back_fails_the_flip_phase():
     flip = tracker.phases["flip"]
     assert flip.hosts == {"lb1": progress.BACK, "lb2": progress.FAILED}
     assert (flip.count, flip.state, tracker.flipped()) == ("0/2", progress.FAILED, [])
+
+
+def test_a_host_is_staged_when_app_release_activates_or_finds_the_release_active():
+    assert progress.milestone("app_release | activate 1.4.2", {}) == ("stage", progress.OK)
+    assert progress.milestone("app_release | stage 1.4.2", {"already_active": True}) == \
+        ("stage", progress.OK)
+    assert progress.milestone("app_release | stage 1.4.2", {"already_active": False}) is None
+    assert progress.milestone("turnout | note the host failed to stage", {}) == \
+        ("stage", progress.FAILED)
+    assert progress.milestone("app_release | render the app's configuration templates", {}) is None

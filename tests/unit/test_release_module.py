@@ -26,6 +26,7 @@ PLAY = """
   tasks:
     - name: run turnout_release once
       turnout_release: "{{ module_args }}"
+      check_mode: "{{ check | default(false) }}"
       register: result
       ignore_errors: true
     - name: hand the result to the test
@@ -36,11 +37,12 @@ PLAY = """
 """
 
 
-def module(root: Path, **args: object) -> tuple[bool, dict]:
-    """Run turnout_release once on localhost and return (failed, its result)."""
+def module(root: Path, check: bool = False, **args: object) -> tuple[bool, dict]:
+    """Run turnout_release once on localhost (in check mode with ``check``) and return
+    (failed, its result)."""
     work = root.parent
     (work / "play.yml").write_text(PLAY)
-    extra = {"module_args": {"root": str(root), **args},
+    extra = {"module_args": {"root": str(root), **args}, "check": check,
              "result_file": str(work / "result.json"),
              "ansible_python_interpreter": sys.executable}
     (work / "extra.json").write_text(json.dumps(extra))
@@ -155,6 +157,26 @@ def test_the_secrets_file_is_0600_and_its_text_is_never_returned(root: Path) -> 
     assert not failed and result["changed"], result
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     assert "s3cret-value" not in json.dumps(result)
+
+
+def test_activate_in_check_mode_says_a_secrets_change_and_never_returns_it(root: Path) -> None:
+    # activate writes the secrets env file itself (one module run per host on a deploy); in
+    # check mode it only says whether anything would change (no systemd touched here)
+    env_file = root / "secrets.env"
+    (root / "releases" / "1.0.0").mkdir(parents=True)
+    args = {"op": "activate", "version": "1.0.0", "unit_name": "turnout-unit-test.service",
+            "unit": "[Service]\n", "record": "{}", "env_file": str(env_file)}
+    failed, result = module(root, check=True, env_text='DB_PASSWORD="s3cret-value"\n', **args)
+    assert not failed and result["changed"], result
+    assert not env_file.exists()
+    assert "s3cret-value" not in json.dumps(result)
+    env_file.write_text('DB_PASSWORD="s3cret-value"\n')
+    (root / "current").symlink_to("releases/1.0.0")
+    failed, result = module(root, check=True, env_text='DB_PASSWORD="s3cret-value"\n', **args)
+    assert not failed and not result["changed"], result  # same link, same secrets
+    failed, result = module(root, check=True, env_text='DB_PASSWORD="other"\n', **args)
+    assert not failed and result["changed"], result
+    assert "other" not in json.dumps(result["diff"])
 
 
 def test_read_says_the_base_is_ready_only_with_user_dirs_writable_and_unit(root: Path) -> None:
