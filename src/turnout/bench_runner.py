@@ -367,8 +367,13 @@ def part_deploy_scaling(lab: BenchLab, sizes: list[int], runs: int,
     return rows
 
 
-def _ensure_both_pools(lab: BenchLab, env_name: str) -> None:
-    """Leave the lab with a live pool and a complete warm idle pool (the previous release)."""
+def _ensure_both_pools(lab: BenchLab, env_name: str, mixed: bool = False) -> None:
+    """Leave the lab with a live pool and a complete warm idle pool (the previous release).
+
+    ``mixed``: the deploy scaling ran smaller subsets between the deploys of this one, so the
+    first hosts of its idle pool run another subset's release (rollback rightly refuses such a
+    pool). Its last deploy was of this subset (the sizes interleave, largest last), so its live
+    pool is whole: one more deploy makes that the warm previous release."""
     manifest = lab.root / env_name / "manifest.yml"
     history = (yaml.safe_load(manifest.read_text()) or {}).get("history") or [] \
         if manifest.exists() else []
@@ -376,6 +381,8 @@ def _ensure_both_pools(lab: BenchLab, env_name: str) -> None:
         _check("provision", invoke(lab, "provision", "--env", env_name))
         for _ in range(2 - len(history)):
             _deploy(lab, env_name)
+    elif mixed:
+        _deploy(lab, env_name)
 
 
 def _current_versions(lab: BenchLab) -> dict[str, str]:
@@ -441,9 +448,14 @@ def _read_profile(path: Path) -> list[dict[str, Any]]:
 
 
 def part_rollback(lab: BenchLab, env_name: str, repeats: int, workdir: Path) -> dict[str, Any]:
+    """``invoke rollback`` timed ``repeats`` times. A rollback goes to the release live before
+    the current one, so a second one in a row would go further back (to a pool that no longer
+    holds it, refused): each repeat after the first deploys a new release first, unmeasured."""
     seconds = []
     profile: list[dict[str, Any]] = []
     for index in range(repeats):
+        if index:
+            _deploy(lab, env_name)
         profile_file = workdir / f"rollback-{index}.jsonl"
         timed = _check("invoke rollback", invoke(lab, "rollback", "--env", env_name,
                                                  env=_profile_env(profile_file)))
@@ -637,7 +649,7 @@ def run(parts: list[str], quick: bool, name: str, subnet: str, sizes: list[int] 
             results["scaling_model"] = bench.scaling_model(results["deploy_scaling"],
                                                            os.cpu_count() or 1)
             _write(results, stem, plot=False)
-        _ensure_both_pools(lab, big)
+        _ensure_both_pools(lab, big, mixed="deploy_scaling" in parts and len(sizes) > 1)
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("flip", lambda: part_flip(lab, 1 if quick else FLIP_REPEATS)),
             ("rollback", lambda: part_rollback(lab, big, 1 if quick else 2, workdir)),
