@@ -280,13 +280,11 @@ def op_activate(module, p) -> dict:
     diff = {"before": f"current -> {current}\n{read_text(unit_path(p)) or ''}",
             "after": f"current -> {target}\n{p['unit']}"}
     if module.check_mode:
-        secrets = bool(p["env_file"]) and read_text(p["env_file"]) != (p["env_text"] or "")
+        secrets = bool(p["env_file"]) and secrets_differ(p)
         return {"changed": current != target or secrets, "steps": ["check: would activate"],
                 "diff": diff}
     # the secrets first: the restart below is what makes the app read them
-    secrets_changed = bool(p["env_file"]) and write_if_changed(p["env_file"],
-                                                               p["env_text"] or "", 0o600)
-    if secrets_changed:
+    if p["env_file"] and write_secrets(p):
         steps.append("secrets env file")
         changed = True
     unit_changed = write_if_changed(unit_path(p), p["unit"], 0o644)
@@ -352,11 +350,19 @@ def op_unit(module, p) -> dict:
     return {"changed": changed, "steps": steps}
 
 
+def secrets_differ(p) -> bool:
+    return read_text(p["env_file"]) != (p["env_text"] or "")
+
+
+def write_secrets(p) -> bool:
+    """Write the secrets env file (0600, root) when its content changed; whether it did."""
+    return write_if_changed(p["env_file"], p["env_text"] or "", 0o600)
+
+
 def op_secrets(module, p) -> dict:
     if module.check_mode:
-        return {"changed": read_text(p["env_file"]) != (p["env_text"] or ""),
-                "steps": ["check: secrets"]}
-    changed = write_if_changed(p["env_file"], p["env_text"] or "", 0o600)
+        return {"changed": secrets_differ(p), "steps": ["check: secrets"]}
+    changed = write_secrets(p)
     return {"changed": changed, "steps": ["secrets env file"] if changed else []}
 
 

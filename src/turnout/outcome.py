@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from turnout import release
+
 SKIPPED_SMOKE = {"result": "skipped", "latency_ms": None, "checks": []}
 MESSAGE_LIMIT = 300
 NO_FLIP = "no flip, the live pool is untouched"
 
 HostResults = Mapping[str, Mapping[str, Any] | None]
-
-
-def _succeeded(result: Any) -> bool:
-    return isinstance(result, Mapping) and not any(
-        result.get(key) for key in ("failed", "skipped", "unreachable"))
 
 
 def staged(host_vars: Mapping[str, Any]) -> bool | None:
@@ -34,11 +31,11 @@ def staged(host_vars: Mapping[str, Any]) -> bool | None:
     if noted is not None:
         return bool(noted)
     stage = host_vars.get("app_release_stage_result")
-    if not _succeeded(stage):
+    if not release.succeeded(stage):
         return None
     if stage.get("already_active"):
         return True
-    return True if _succeeded(host_vars.get("app_release_activate_result")) else None
+    return True if release.succeeded(host_vars.get("app_release_activate_result")) else None
 
 
 def _truncate(text: Any, limit: int = MESSAGE_LIMIT) -> str:

@@ -23,14 +23,18 @@ class ReleaseError(ValueError):
     """An artifact or a request the host must not act on (one line: what and why)."""
 
 
+def succeeded(result: Any) -> bool:
+    """A registered task result of this run that ran and succeeded (not skipped, failed or
+    unreachable)."""
+    return isinstance(result, Mapping) and not any(
+        result.get(key) for key in ("failed", "skipped", "unreachable"))
+
+
 def current(read: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What a host runs, from this run's ``turnout_release`` read (``app_release_read_result``):
     its release.json plus the unit's state as ``service``; ``{}`` when the host has no release;
     None when the read did not run or did not succeed (skipped, failed, unreachable)."""
-    if not isinstance(read, Mapping) or any(read.get(k) for k in ("failed", "skipped",
-                                                                    "unreachable")):
-        return None
-    if "release" not in read:
+    if not succeeded(read) or "release" not in read:
         return None
     release = read.get("release")
     return {**release, "service": read.get("active")} if release else {}
