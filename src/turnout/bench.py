@@ -23,6 +23,7 @@ QUICK_SIZES = (1,)
 # The issue's targets.
 TARGET_FLIP_MS = 50.0
 TARGET_ROLLBACK_S = 2.0
+TARGET_TRAFFIC_MOVED_S = 1.5     # a rollback's traffic on the old pool, after the command's start
 TARGET_SCALING_RATIO = 1.5
 TARGET_ROLLING_SPEEDUP = 3.0
 TARGET_CPU_PER_HOST_S = 2.0      # CPU-s per extra host per pool (controller + lab hosts)
@@ -53,6 +54,17 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return round(numerator / denominator, 3)
+
+
+def seconds_after(started_epoch: float, stamp: str | None) -> float | None:
+    """Seconds from a wall-clock start (epoch) to an ISO 8601 time such as a manifest entry's
+    ``traffic_moved_at`` (``2026-11-22T14:00:01.234Z``); None when there is no such time."""
+    if not stamp:
+        return None
+    moved = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if moved.tzinfo is None:
+        raise ValueError(f"{stamp!r} has no time zone")
+    return round(moved.timestamp() - started_epoch, 3)
 
 
 def flip_latency_s(sample_times: list[tuple[float, bool]], command_at: float) -> float | None:
@@ -371,6 +383,11 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[Target]:
     targets.append(Target("rollback wall time (invoke rollback)", f"<= {TARGET_ROLLBACK_S:g} s",
                           f"{rollback_s:g} s" if rollback_s is not None else "not measured",
                           None if rollback_s is None else rollback_s <= TARGET_ROLLBACK_S))
+    moved_s = _get(results, "rollback", "traffic_moved_s", "median")
+    targets.append(Target("rollback: traffic on the old pool after the command's start "
+                          "(manifest traffic_moved_at)", f"<= {TARGET_TRAFFIC_MOVED_S:g} s",
+                          f"{moved_s:g} s" if moved_s is not None else "not measured",
+                          None if moved_s is None else moved_s <= TARGET_TRAFFIC_MOVED_S))
 
     scaling = ratios["scaling_ratio"]
     targets.append(Target(
@@ -524,6 +541,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += ["", "## Rollback", "",
                   f"- `invoke rollback`: median {_fmt(_get(rollback, 'invoke_s', 'median'))} s "
                   f"(n={_get(rollback, 'invoke_s', 'n')})",
+                  f"- traffic on the old pool (the manifest's `traffic_moved_at`) after the "
+                  f"command's start: median {_fmt(_get(rollback, 'traffic_moved_s', 'median'))} s",
                   "- flip alone (Runtime API): see Flip; the rest is Ansible start-up, discovery "
                   "and the smoke test; slowest tasks:"]
         for row in rollback.get("profile_top") or []:

@@ -55,6 +55,7 @@ class Timed:
     seconds: float
     rc: int
     output: str
+    started_at: float = 0.0  # wall clock (epoch) just before the process started
 
 
 @dataclass
@@ -88,12 +89,13 @@ def _timed(argv: list[str], env: dict[str, str] | None = None, timeout: float = 
         if cgroup is not None:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
+    started_at = time.time()
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
                           check=False, preexec_fn=enter if cgroup is not None else None)
     return Timed(round(time.monotonic() - started, 3), proc.returncode,
-                 (proc.stdout + proc.stderr)[-4000:])
+                 (proc.stdout + proc.stderr)[-4000:], started_at)
 
 
 def invoke(lab: BenchLab, *args: str, env: dict[str, str] | None = None,
@@ -447,11 +449,24 @@ def _read_profile(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _traffic_moved_s(lab: BenchLab, env_name: str, timed: Timed) -> float | None:
+    """Seconds from the rollback process's start to the instant its manifest entry records
+    traffic on the old pool (``traffic_moved_at``: the last LB's map moved). The lab's LBs
+    share the controller's kernel clock, so the two clocks agree."""
+    manifest = lab.root / env_name / "manifest.yml"
+    history = (yaml.safe_load(manifest.read_text()) or {}).get("history") or []
+    last = history[-1] if history else {}
+    if last.get("action") != "rollback":
+        raise RuntimeError(f"the manifest's last entry is not this rollback: {last}")
+    return bench.seconds_after(timed.started_at, last.get("traffic_moved_at"))
+
+
 def part_rollback(lab: BenchLab, env_name: str, repeats: int, workdir: Path) -> dict[str, Any]:
     """``invoke rollback`` timed ``repeats`` times. A rollback goes to the release live before
     the current one, so a second one in a row would go further back (to a pool that no longer
     holds it, refused): each repeat after the first deploys a new release first, unmeasured."""
     seconds = []
+    moved = []
     profile: list[dict[str, Any]] = []
     for index in range(repeats):
         if index:
@@ -460,9 +475,12 @@ def part_rollback(lab: BenchLab, env_name: str, repeats: int, workdir: Path) -> 
         timed = _check("invoke rollback", invoke(lab, "rollback", "--env", env_name,
                                                  env=_profile_env(profile_file)))
         seconds.append(timed.seconds)
+        moved.append(_traffic_moved_s(lab, env_name, timed))
         if index == 0:
             profile = _read_profile(profile_file)
     return {"invoke_s": bench.describe(seconds), "runs": seconds,
+            "traffic_moved_s": bench.describe(m for m in moved if m is not None),
+            "traffic_moved_runs": moved,
             "ansible_tasks_s": bench.profile_total(profile),
             "profile_top": bench.top_tasks(profile, 8)}
 
@@ -477,6 +495,7 @@ def part_load(lab: BenchLab, env_name: str, workdir: Path) -> dict[str, Any]:
     with load(lab, result["rollback"]):
         timed = _check("invoke rollback", invoke(lab, "rollback", "--env", env_name))
     result["rollback"]["seconds"] = timed.seconds
+    result["rollback"]["traffic_moved_s"] = _traffic_moved_s(lab, env_name, timed)
     return result
 
 

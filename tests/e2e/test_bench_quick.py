@@ -47,6 +47,9 @@ def test_turnout_drops_no_request_across_deploy_and_rollback(quick_results):
         assert counted["requests"] > 0, counted
         assert counted["failed"] == 0, counted
     assert data["flip"]["failed"] == 0, data["flip"]
+    # the rollback recorded when traffic reached the old pool, inside the command's run
+    rollback = data["load"]["rollback"]
+    assert 0 < rollback["traffic_moved_s"] < rollback["seconds"], rollback
 
 
 def test_baselines_ran_on_the_same_hosts(quick_results):

@@ -91,7 +91,8 @@ FULL = _results(
     deploy_scaling=[{"hosts_per_pool": 1, "first_deploy_s": 30, "deploy_s": 20.0, "rc": 0},
                     {"hosts_per_pool": 10, "first_deploy_s": 50, "deploy_s": 28.0, "rc": 0}],
     flip={"api_ms": bench.describe([2, 3]), "client_ms": bench.describe([20, 40]), "failed": 0},
-    rollback={"invoke_s": bench.describe([9.0]), "profile_top": [{"task": "x", "seconds": 1}]},
+    rollback={"invoke_s": bench.describe([9.0]), "traffic_moved_s": bench.describe([1.2, 1.8]),
+              "profile_top": [{"task": "x", "seconds": 1}]},
     load={"deploy": {"seconds": 30.0, "load": {"requests": 3000, "failed": 0}},
           "rollback": {"seconds": 9.0, "load": {"requests": 900, "failed": 0}}},
     overhead={"invoke_s": 33.0, "playbook_s": 30.0},
@@ -113,8 +114,26 @@ def test_targets_met_and_missed():
     assert met["zero failed requests"] is True
     assert met["flip latency"] is True  # median 30 ms
     assert met["rollback wall time"] is False  # 9 s > 2 s
+    assert met["rollback: traffic on the old pool after the command's start"] is True  # 1.5 s
     assert met["deploy 10+10 vs 1+1"] is True
     assert met["serial rolling update time / turnout deploy time"] is True
+
+
+def test_traffic_moved_target_is_missed_above_one_and_a_half_seconds():
+    data = _results(rollback={"invoke_s": bench.describe([3.0]),
+                              "traffic_moved_s": bench.describe([1.6])})
+    (target,) = [t for t in bench.evaluate_targets(data) if t.name.startswith("rollback: traffic")]
+    assert (target.goal, target.measured, target.met) == ("<= 1.5 s", "1.6 s", False)
+    assert "traffic on the old pool" in bench.render_markdown(data)
+
+
+def test_seconds_after_reads_a_manifest_time_against_an_epoch_start():
+    start = datetime(2026, 11, 22, 14, 0, 0, tzinfo=UTC).timestamp()
+    assert bench.seconds_after(start, "2026-11-22T14:00:01.234Z") == 1.234
+    assert bench.seconds_after(start + 0.5, "2026-11-22T14:00:01.234+00:00") == 0.734
+    assert bench.seconds_after(start, None) is None
+    with pytest.raises(ValueError):
+        bench.seconds_after(start, "2026-11-22T14:00:01")  # no zone: ambiguous
 
 
 def test_targets_not_measured_are_none():
