@@ -106,6 +106,17 @@ def draw(seed: int, steps: int, weights: Mapping[str, int] | None = None) -> lis
     return drawn
 
 
+def then_steps(seed: int, after: int, kinds: tuple[str, ...]) -> list[Step]:
+    """Scripted steps numbered after the drawn ones, each kind's arguments drawn from the seed
+    (pure): a kind that appears twice gets the same arguments, every kind gets some."""
+    unknown = [kind for kind in kinds if kind not in WEIGHTS]
+    if unknown:
+        raise ChaosError(f"unknown step {unknown[0]!r}: one of {', '.join(WEIGHTS)}")
+    rng = random.Random(seed)
+    args = {kind: _args(kind, rng) for kind in dict.fromkeys(kinds)}
+    return [Step(after + n, kind, args[kind]) for n, kind in enumerate(kinds, 1)]
+
+
 def _args(kind: str, rng: random.Random) -> dict[str, Any]:
     if kind == "deploy":
         return {"pick": rng.randrange(1000)}

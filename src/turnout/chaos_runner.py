@@ -433,9 +433,7 @@ def run(config: LabConfig, inventories: Path, env: str, seed: int, steps: int,
     ``then``: step kinds run after the drawn ones (a scripted drill of a sequence the drawn
     ones once found), with arguments drawn from the same seed."""
     drawn = chaos.draw(seed, steps, weights)
-    extra = chaos.draw(seed, len(then), {kind: 1 for kind in then}) if then else []
-    drawn += [Step(steps + n, kind, next((s.args for s in extra if s.kind == kind), {}))
-              for n, kind in enumerate(then, 1)]
+    drawn += chaos.then_steps(seed, steps, then)
     workdir.mkdir(parents=True, exist_ok=True)
     drill = Drill(config, inventories, env, seed, workdir, say)
     started = time.monotonic()

@@ -324,9 +324,14 @@ def unlock(env_name: str, yes: bool = False, confirm=input) -> None:
     cli.say(f"unlock: removed the deploy lock of {env.name}; recorded in the manifest")
 
 
-def reconcile(env_name: str, verbose: bool = False) -> None:
+def reconcile(env_name: str, verbose: bool = False) -> int:
     """Rebuild the fleet's release state on the LBs (playbooks/reconcile.yml, under the lock)
-    and the manifest's current state from what the LBs route to and each host's release.json."""
+    and the manifest's current state from what the LBs route to and each host's release.json.
+
+    An app host that cannot be reached (powered off, network) does not stop it: its release is
+    unknown, so its pool is recorded as holding no known release (a rollback to it is refused)
+    and the command returns report.EXIT_DRIFT, naming the host, once both are written. Run it
+    again when the host is back. An unreachable load balancer, or a host that failed, stops it."""
     env = environment(env_name)
     fleet_facts = _live_facts(env)
     views = _lb_views(env, fleet_facts)
@@ -335,8 +340,12 @@ def reconcile(env_name: str, verbose: bool = False) -> None:
     result = _run("reconcile", env, {"turnout_run_id": new_run_id(datetime.now(UTC)),
                                      "turnout_deployed_by": deployed_by()}, verbose)
     _raise_if_lock_refused(env, result)
-    if not result.ok:
-        raise DeployFailed(f"reconcile of {env.name} failed: "
+    app_hosts = {h.name for h in env.app_hosts() + env.worker_hosts()}
+    unreachable = sorted(result.unreachable_hosts)
+    if not result.ok and (result.failed_hosts or not unreachable
+                          or not set(unreachable) <= app_hosts):
+        hosts = ", ".join(result.failed_hosts + unreachable)
+        raise DeployFailed(f"reconcile of {env.name} failed{f' ({hosts})' if hosts else ''}: "
                            f"{'; '.join(result.failure_messages[:3]) or 'see the output'}")
     cli.say(f"reconcile: the release state on {', '.join(views)} matches what they route to")
     fleet_facts = _live_facts(env)
@@ -366,10 +375,18 @@ def reconcile(env_name: str, verbose: bool = False) -> None:
         "to": {"pool": live, "version": live_state.get("version"),
                "sha256": live_state.get("sha256")},
         "message": "rebuilt the current state from the load balancer and release.json"
-                   + (f"; the unreadable file is {moved.name}" if moved else ""),
+                   + (f"; the unreadable file is {moved.name}" if moved else "")
+                   + (f"; unreachable, release unknown: {', '.join(unreachable)}"
+                      if unreachable else ""),
     })
     print_report(env)
+    if unreachable:
+        cli.say(f"reconcile: {path} matches the fleet except {', '.join(unreachable)}: "
+                "unreachable, so its pool holds no known release (a rollback to it is refused);"
+                f" run 'invoke reconcile --env {env.name}' again once it is back")
+        return report.EXIT_DRIFT
     cli.say(f"reconcile: {path} now matches the fleet")
+    return 0
 
 
 def _salvage_history(path: Path) -> list[dict[str, Any]]:

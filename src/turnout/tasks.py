@@ -209,8 +209,11 @@ def unlock(c: Context, env: str, yes: bool = False) -> None:
 @task(positional=[], help={"env": ENV_HELP})
 @cli.guarded
 def reconcile(c: Context, env: str) -> None:
-    """Rebuild the manifest's current state from the LB and the hosts (lost/corrupt manifest)."""
-    commands.reconcile(env)
+    """Rebuild the manifest's current state from the LB and the hosts (lost/corrupt manifest);
+    exit 3 when an app host could not be reached (its pool's release is then unknown)."""
+    code = commands.reconcile(env)
+    if code:
+        sys.exit(code)
 
 
 @task(positional=[], help={"env": ENV_HELP,

@@ -21,8 +21,11 @@ pytestmark = pytest.mark.e2e
 SEED, STEPS = 1944, 7
 # then the sequence seed 7 found: a deploy, a failed deploy that leaves the idle pool holding its
 # release, and `rollback --to` the release before the deploy, restaged there: status must be
-# clean after it
-THEN = ("deploy", "deploy_broken", "rollback_to")
+# clean after it; then the one seed 1 found (200 steps, 2026-12-04): an idle host powered off,
+# the manifest corrupted, reconcile (it failed on the unreachable host and left the corrupt
+# manifest, so every later command was refused), the host back
+THEN = ("deploy", "deploy_broken", "rollback_to", "host_power_cycle", "manifest_corrupt",
+        "host_power_cycle")
 
 
 def test_bad_chaos_options_are_refused_before_any_lab_boots():
@@ -56,6 +59,14 @@ def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
     assert kinds["manifest_lost"]["commands"][-1]["exit"] == 0
     assert kinds["deploy_broken"]["commands"][-1]["exit"] == 1
     assert any(r["requests"] for r in run["results"] if r["step"]["kind"] == "haproxy_restart")
-    restaged = run["results"][-1]
+    restaged = run["results"][STEPS + 2]
     assert restaged["step"]["kind"] == "rollback_to" and restaged["commands"][-1]["exit"] == 0
     assert restaged["status"] == 0, restaged  # the manifest records the restaged hosts
+    # a corrupt manifest with an idle host down: the deploy is refused (2); reconcile writes the
+    # manifest without that host and says so (3, drift); status names it (3), not a bad file (2)
+    off, corrupt, on = run["results"][STEPS + 3:]
+    assert off["commands"][0]["fault"].startswith("power off"), off
+    assert on["commands"][0]["fault"].startswith("power on"), on
+    ran = [c for c in corrupt["commands"] if "argv" in c]
+    assert [(c["argv"][0], c["exit"]) for c in ran] == [("deploy", 2), ("reconcile", 3)], corrupt
+    assert corrupt["status"] == 3, corrupt

@@ -178,6 +178,51 @@ def test_drill_two_deploys_at_once_exactly_one_wins(drills, tmp_path):
         f"{traffic.result.summary()}, failures {len(traffic.result.failures)}")
 
 
+def test_drill_corrupt_manifest_with_an_idle_host_down_is_reconciled(drills):
+    """Found by `invoke chaos --seed 1` (200 steps, step 74): with an idle host powered off,
+    reconcile failed on it and left the corrupt manifest, so every later command was refused.
+    Now it rebuilds the manifest without that host, says so (exit 3), and a rollback to the
+    pool it cannot vouch for is refused; once the host is back, reconcile is clean again.
+    After the two deploys above, the idle pool holds the previous release (D[0]) warm."""
+    path = drills.env_dir / "manifest.yml"
+    live = live_pool(drills)
+    idle = "blue" if live == "green" else "green"
+    live_version = manifest_of(drills)["pools"][live]["version"]
+    victim = idle_hosts(drills)[0]
+    lab_fleet.power_off(drills.config, victim)
+    try:
+        path.write_text("schema_version: 1\npools: [this is: not: valid\n")
+        with probe(drills) as traffic:
+            traffic.wait_for(20)
+            fixed = invoke("reconcile", "--env", drills.env_name, env=drills.environ)
+            status = invoke("status", "--env", drills.env_name, env=drills.environ)
+            rollback = invoke("rollback", "--env", drills.env_name, env=drills.environ)
+            traffic.wait_for(traffic.result.total + 20)
+        assert fixed.returncode == 3, fixed.stdout + fixed.stderr
+        assert f"except {victim}: unreachable" in fixed.stderr, fixed.stderr
+        data = manifest_of(drills)
+        assert data["live_pool"] == live and data["pools"][live]["version"] == live_version
+        assert data["pools"][idle]["version"] is None, data["pools"][idle]
+        assert victim not in data["pools"][idle]["hosts"]
+        entry = data["history"][-1]
+        assert entry["action"] == "reconcile" and victim in entry["message"], entry
+        assert status.returncode == 3 and f"{victim}: host unreachable" in status.stdout, \
+            status.stdout + status.stderr
+        assert rollback.returncode == 2, rollback.stdout + rollback.stderr
+        refusal = rollback.stderr.strip().splitlines()[-1]
+        served_only(traffic.result, {live_version})
+        assert lb_versions(drills) == {live_version} and lock_file(drills) == ""
+    finally:
+        lab_fleet.power_on(drills.config, victim)
+    again = invoke("reconcile", "--env", drills.env_name, env=drills.environ)
+    assert again.returncode == 0, again.stdout + again.stderr
+    back = manifest_of(drills)["pools"][idle]
+    assert back["version"] == D[0] and set(back["hosts"]) == set(idle_hosts(drills)), back
+    say(f"corrupt manifest, idle {victim} powered off: reconcile exit 3 naming it, idle pool "
+        f"unknown, status exit 3, rollback exit {rollback.returncode} ({refusal[:160]!r}); "
+        f"{traffic.result.summary()}; host back: reconcile exit 0")
+
+
 def test_drill_lock_held_elsewhere_refused_then_unlocked(drills):
     foreign = {"owner": "jenkins:deploy-42", "run_id": "20261122T000000Z-abc", "action": "deploy",
                "version": "0.0.1", "env": "labt", "controller": "jenkins-agent-7", "pid": 4242,

@@ -151,3 +151,17 @@ def test_summary_names_the_first_broken_step_with_the_fleet_before_and_after():
 def test_a_clean_summary_has_no_first_violation():
     summary = chaos.summarize(1, [result(1, "deploy")], 1.0)
     assert summary["first_violation"] is None and summary["violations"] == []
+
+
+def test_then_steps_follow_the_drawn_ones_and_every_kind_gets_its_arguments():
+    kinds = ("deploy", "deploy_broken", "rollback_to", "host_power_cycle", "manifest_corrupt",
+             "host_power_cycle")
+    steps = chaos.then_steps(1944, 7, kinds)
+    assert [(s.index, s.kind) for s in steps] == list(enumerate(kinds, 8))
+    by_kind = {s.kind: s.args for s in steps}
+    assert "pick" in by_kind["deploy"] and "pick" in by_kind["rollback_to"]
+    assert by_kind["deploy_broken"]["broken"] in chaos.BROKEN_VARIANTS
+    assert steps[3].args == steps[5].args and "host" in steps[3].args  # same kind, same args
+    assert chaos.then_steps(1944, 7, kinds) == steps  # a seed replays
+    with pytest.raises(chaos.ChaosError, match="unknown step 'explode'"):
+        chaos.then_steps(1, 1, ("explode",))
