@@ -369,6 +369,14 @@ def part_deploy_scaling(lab: BenchLab, sizes: list[int], runs: int,
     return rows
 
 
+def _history(lab: BenchLab, env_name: str) -> list[dict[str, Any]]:
+    """The environment's manifest history, oldest first (empty when there is no manifest)."""
+    manifest = lab.root / env_name / "manifest.yml"
+    if not manifest.exists():
+        return []
+    return (yaml.safe_load(manifest.read_text()) or {}).get("history") or []
+
+
 def _ensure_both_pools(lab: BenchLab, env_name: str, mixed: bool = False) -> None:
     """Leave the lab with a live pool and a complete warm idle pool (the previous release).
 
@@ -376,9 +384,7 @@ def _ensure_both_pools(lab: BenchLab, env_name: str, mixed: bool = False) -> Non
     first hosts of its idle pool run another subset's release (rollback rightly refuses such a
     pool). Its last deploy was of this subset (the sizes interleave, largest last), so its live
     pool is whole: one more deploy makes that the warm previous release."""
-    manifest = lab.root / env_name / "manifest.yml"
-    history = (yaml.safe_load(manifest.read_text()) or {}).get("history") or [] \
-        if manifest.exists() else []
+    history = _history(lab, env_name)
     if len(history) < 2:
         _check("provision", invoke(lab, "provision", "--env", env_name))
         for _ in range(2 - len(history)):
@@ -453,8 +459,7 @@ def _traffic_moved_s(lab: BenchLab, env_name: str, timed: Timed) -> float | None
     """Seconds from the rollback process's start to the instant its manifest entry records
     traffic on the old pool (``traffic_moved_at``: the last LB's map moved). The lab's LBs
     share the controller's kernel clock, so the two clocks agree."""
-    manifest = lab.root / env_name / "manifest.yml"
-    history = (yaml.safe_load(manifest.read_text()) or {}).get("history") or []
+    history = _history(lab, env_name)
     last = history[-1] if history else {}
     if last.get("action") != "rollback":
         raise RuntimeError(f"the manifest's last entry is not this rollback: {last}")

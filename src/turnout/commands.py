@@ -342,8 +342,9 @@ def reconcile(env_name: str, verbose: bool = False) -> int:
     _raise_if_lock_refused(env, result)
     app_hosts = {h.name for h in env.app_hosts() + env.worker_hosts()}
     unreachable = sorted(result.unreachable_hosts)
-    if not result.ok and (result.failed_hosts or not unreachable
-                          or not set(unreachable) <= app_hosts):
+    only_app_hosts_unreachable = (bool(unreachable) and not result.failed_hosts
+                                  and set(unreachable) <= app_hosts)
+    if not result.ok and not only_app_hosts_unreachable:
         hosts = ", ".join(result.failed_hosts + unreachable)
         raise DeployFailed(f"reconcile of {env.name} failed{f' ({hosts})' if hosts else ''}: "
                            f"{'; '.join(result.failure_messages[:3]) or 'see the output'}")
