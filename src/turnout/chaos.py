@@ -53,6 +53,16 @@ DRIFT_CAUSES = frozenset({"deploy_broken", "canary_host_dies", "kill", "host_pow
 # steps whose failed requests are HAProxy's own restart, not turnout's
 RESTART_STEPS = frozenset({"haproxy_restart"})
 
+# an idle host powered off stays off for at most this many steps, then comes back at the start
+# of the next one (or earlier, at the next host_power_cycle): before this, a host stayed off
+# until that draw, and 126 of seed 3's 200 steps met a host missing (only refusals)
+POWER_OFF_STEPS = 3
+
+
+def power_back_due(off_at: int | None, index: int, steps_off: int = POWER_OFF_STEPS) -> bool:
+    """Whether a host powered off by step ``off_at`` comes back before step ``index`` (pure)."""
+    return off_at is not None and index - off_at > steps_off
+
 
 class ChaosError(InputError):
     """A bad chaos option (steps, seed, weights): exit 2."""

@@ -73,6 +73,7 @@ class Drill:
         self.durations: dict[str, float] = {}
         self.drift_by: int | None = None
         self.powered_off: str | None = None
+        self.powered_off_at: int | None = None  # the step that powered it off
         self.commands_run = 0
 
     # ------------------------------------------------------------ the lab
@@ -237,9 +238,13 @@ class Drill:
         return chaos.pick([v for v in GOOD if v != live], number)
 
     def step(self, step: Step) -> StepResult:
+        record: list[dict[str, Any]] = []
+        back = self.powered_off if chaos.power_back_due(self.powered_off_at, step.index) else None
+        if back:
+            self.power_back()
+            record.append({"fault": f"power on {back} (off for {chaos.POWER_OFF_STEPS} steps)"})
         before = self.state()
         live_before = before["manifest_live"]
-        record: list[dict[str, Any]] = []
         probes = [TrafficProbe(self.config.host(lb).address, LB_PORT, workers=2,
                                interval_s=0.05, max_seconds=COMMAND_TIMEOUT_S * 2)
                   for lb in self.lbs]
@@ -260,7 +265,7 @@ class Drill:
         violations, causes = chaos.judge_traffic(
             step, served, self.proven, self.broken, step.kind in chaos.RESTART_STEPS)
         status = self.run_status()
-        if step.kind in chaos.DRIFT_CAUSES or self.powered_off:
+        if step.kind in chaos.DRIFT_CAUSES or self.powered_off or back:
             self.drift_by = step.index
         if status[0] == 0:
             self.drift_by = None
@@ -377,18 +382,18 @@ class Drill:
         record.append({"fault": f"systemctl restart haproxy on {lb}", "exit": out.returncode})
 
     def _host_power_cycle(self, step: Step, record: list) -> None:
-        """Power an idle host off now and on again at the end of the next step's turn (this
-        step), so the next commands meet a missing host; the live pool keeps serving."""
+        """Power an idle host off, so the next commands meet a missing host (the live pool keeps
+        serving); it comes back at the next draw of this kind or after POWER_OFF_STEPS steps."""
         if self.powered_off:
-            lab_fleet.power_on(self.config, self.powered_off)
-            record.append({"fault": f"power on {self.powered_off}"})
-            self.powered_off = None
+            back = self.powered_off
+            self.power_back()
+            record.append({"fault": f"power on {back}"})
             return
         pool, _ = self.live()
         idle = [h for h in self.app_hosts if not h.startswith(pool or "-")]
         victim = chaos.pick(idle, step.args["host"])
         lab_fleet.power_off(self.config, victim)
-        self.powered_off = victim
+        self.powered_off, self.powered_off_at = victim, step.index
         record.append({"fault": f"power off {victim} (idle)"})
 
     def _manifest_lost(self, step: Step, record: list) -> None:
@@ -409,7 +414,7 @@ class Drill:
     def power_back(self) -> None:
         if self.powered_off:
             lab_fleet.power_on(self.config, self.powered_off)
-            self.powered_off = None
+            self.powered_off = self.powered_off_at = None
 
 
 def _served(lb: str, result: ProbeResult) -> chaos.Served:

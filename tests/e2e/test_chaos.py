@@ -23,9 +23,12 @@ SEED, STEPS = 1944, 7
 # release, and `rollback --to` the release before the deploy, restaged there: status must be
 # clean after it; then the one seed 1 found (200 steps, 2026-12-04): an idle host powered off,
 # the manifest corrupted, reconcile (it failed on the unreachable host and left the corrupt
-# manifest, so every later command was refused), the host back
+# manifest, so every later command was refused), the host back; then a host powered off and
+# left off: it comes back by itself after chaos.POWER_OFF_STEPS steps and the deploy it meets
+# goes live on the whole fleet
 THEN = ("deploy", "deploy_broken", "rollback_to", "host_power_cycle", "manifest_corrupt",
-        "host_power_cycle")
+        "host_power_cycle", "host_power_cycle") + ("haproxy_reload",) * chaos.POWER_OFF_STEPS \
+    + ("deploy",)
 
 
 def test_bad_chaos_options_are_refused_before_any_lab_boots():
@@ -64,9 +67,19 @@ def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
     assert restaged["status"] == 0, restaged  # the manifest records the restaged hosts
     # a corrupt manifest with an idle host down: the deploy is refused (2); reconcile writes the
     # manifest without that host and says so (3, drift); status names it (3), not a bad file (2)
-    off, corrupt, on = run["results"][STEPS + 3:]
+    off, corrupt, on = run["results"][STEPS + 3:STEPS + 6]
     assert off["commands"][0]["fault"].startswith("power off"), off
     assert on["commands"][0]["fault"].startswith("power on"), on
     ran = [c for c in corrupt["commands"] if "argv" in c]
     assert [(c["argv"][0], c["exit"]) for c in ran] == [("deploy", 2), ("reconcile", 3)], corrupt
     assert corrupt["status"] == 3, corrupt
+    # a host left off comes back by itself before the step after POWER_OFF_STEPS steps, and
+    # that step's deploy goes live with every host answering: status is clean again
+    left_off, *waited, back = run["results"][STEPS + 6:]
+    assert left_off["commands"][0]["fault"].startswith("power off"), left_off
+    assert len(waited) == chaos.POWER_OFF_STEPS
+    assert all("powered off" in r["state_before"]["hosts"].values() for r in waited), waited
+    assert back["commands"][0]["fault"].startswith("power on"), back
+    assert "powered off" not in back["state_before"]["hosts"].values(), back
+    assert back["commands"][-1]["argv"][0] == "deploy", back
+    assert back["commands"][-1]["exit"] == 0 and back["status"] == 0, back

@@ -165,3 +165,13 @@ def test_then_steps_follow_the_drawn_ones_and_every_kind_gets_its_arguments():
     assert chaos.then_steps(1944, 7, kinds) == steps  # a seed replays
     with pytest.raises(chaos.ChaosError, match="unknown step 'explode'"):
         chaos.then_steps(1, 1, ("explode",))
+
+
+def test_a_powered_off_host_comes_back_after_a_bounded_number_of_steps():
+    off_at, steps_off = 12, chaos.POWER_OFF_STEPS
+    assert not chaos.power_back_due(None, 40)  # nothing is off
+    assert [chaos.power_back_due(off_at, off_at + n) for n in range(1, steps_off + 2)] \
+        == [False] * steps_off + [True]  # off for steps_off steps, back before the next one
+    assert chaos.power_back_due(off_at, off_at + 30)
+    assert not chaos.power_back_due(off_at, off_at + 2, steps_off=2)
+    assert chaos.power_back_due(off_at, off_at + 3, steps_off=2)
