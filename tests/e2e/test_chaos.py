@@ -62,6 +62,9 @@ def test_a_seeded_sequence_never_serves_an_unproven_release(tmp_path):
     assert kinds["manifest_lost"]["commands"][-1]["exit"] == 0
     assert kinds["deploy_broken"]["commands"][-1]["exit"] == 1
     assert any(r["requests"] for r in run["results"] if r["step"]["kind"] == "haproxy_restart")
+    scripted_deploy = run["results"][STEPS]  # kinds["deploy"] is the tail's last one
+    assert scripted_deploy["step"]["kind"] == "deploy", scripted_deploy
+    assert scripted_deploy["commands"][-1]["exit"] == 0, scripted_deploy
     restaged = run["results"][STEPS + 2]
     assert restaged["step"]["kind"] == "rollback_to" and restaged["commands"][-1]["exit"] == 0
     assert restaged["status"] == 0, restaged  # the manifest records the restaged hosts
