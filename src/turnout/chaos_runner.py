@@ -239,9 +239,8 @@ class Drill:
 
     def step(self, step: Step) -> StepResult:
         record: list[dict[str, Any]] = []
-        back = self.powered_off if chaos.power_back_due(self.powered_off_at, step.index) else None
+        back = self.power_back() if chaos.power_back_due(self.powered_off_at, step.index) else None
         if back:
-            self.power_back()
             record.append({"fault": f"power on {back} (off for {chaos.POWER_OFF_STEPS} steps)"})
         before = self.state()
         live_before = before["manifest_live"]
@@ -384,9 +383,8 @@ class Drill:
     def _host_power_cycle(self, step: Step, record: list) -> None:
         """Power an idle host off, so the next commands meet a missing host (the live pool keeps
         serving); it comes back at the next draw of this kind or after POWER_OFF_STEPS steps."""
-        if self.powered_off:
-            back = self.powered_off
-            self.power_back()
+        back = self.power_back()
+        if back:
             record.append({"fault": f"power on {back}"})
             return
         pool, _ = self.live()
@@ -411,10 +409,13 @@ class Drill:
             record[-1]["unexpected"] = "a deploy over a corrupt manifest was not refused (2)"
         self.run(record, "reconcile", "--env", self.env)
 
-    def power_back(self) -> None:
-        if self.powered_off:
-            lab_fleet.power_on(self.config, self.powered_off)
+    def power_back(self) -> str | None:
+        """Power the host this drill powered off back on; the host, or None if none was off."""
+        back = self.powered_off
+        if back:
+            lab_fleet.power_on(self.config, back)
             self.powered_off = self.powered_off_at = None
+        return back
 
 
 def _served(lb: str, result: ProbeResult) -> chaos.Served:
